@@ -1,0 +1,546 @@
+//! The one typed configuration tree. Sources, later ones winning: built-in defaults, a TOML file,
+//! `AJUTANT_*` environment variables (nested with `__`, e.g. `AJUTANT_SERVER__LISTEN`), then
+//! command-line flags. Every struct denies unknown fields so a typo is an error naming the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+use crate::secret::SecretString;
+
+/// The commented example printed by `ajutant config example`; a unit test keeps it in step with
+/// the tree below.
+pub const EXAMPLE: &str = include_str!("../config.example.toml");
+
+/// Environment variables that are flags' plain aliases (read by the CLI, not by the nested
+/// `AJUTANT_*` layer), so that layer must not mistake them for keys.
+const FLAG_VARIABLES: &[&str] = &["CONFIG", "LISTEN", "DATABASE_URL"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mode: Mode,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// A request whose response has not started after this long gets 503.
+    pub request_timeout_secs: u64,
+    /// Request bodies above this size are refused with 413 before they are read.
+    pub body_limit_bytes: usize,
+    /// On SIGTERM/Ctrl-C, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_secs: 30,
+            body_limit_bytes: 2 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB?sslmode=require`.
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    /// How long to wait for a connection from the pool (and, for SQLite, for a lock).
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DatabaseUrl::default(),
+            max_connections: 10,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,ajutant_store=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP endpoint of the operator's collector (e.g. `http://otel-collector:4318`).
+    /// Unset means no export at all: nothing leaves the process.
+    pub otlp_endpoint: Option<Url>,
+    /// Extra headers for the collector (e.g. an API key); values are secrets.
+    pub otlp_headers: BTreeMap<String, SecretString>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_headers: BTreeMap::new(),
+            service_name: "ajutant".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most records written in one transaction by the group-commit writer.
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { max_batch: 512 }
+    }
+}
+
+/// Which database a URL names; the only place the scheme is interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A database URL. It may carry a password, so it prints with the password redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    raw: SecretString,
+    kind: DatabaseKind,
+}
+
+impl DatabaseUrl {
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// The full URL, password included: only for handing to the database driver.
+    pub fn expose(&self) -> &str {
+        self.raw.expose()
+    }
+
+    /// The URL with any password replaced, safe for logs and output.
+    pub fn redacted(&self) -> String {
+        match Url::parse(self.raw.expose()) {
+            Ok(mut url) if url.password().is_some() => {
+                // `***` because brackets would be percent-encoded in a URL. Only fails for URLs
+                // that cannot have a password, which this one has.
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.raw.expose().to_owned(),
+        }
+    }
+
+    /// For PostgreSQL: the host, and whether the URL insists on TLS.
+    fn postgres_transport(&self) -> Option<(String, bool)> {
+        let url = Url::parse(self.raw.expose()).ok()?;
+        let host = url.host_str().unwrap_or("localhost").to_owned();
+        let tls = url.query_pairs().any(|(key, value)| {
+            key == "sslmode" && matches!(&*value, "require" | "verify-ca" | "verify-full")
+        });
+        Some((host, tls))
+    }
+}
+
+impl Default for DatabaseUrl {
+    fn default() -> Self {
+        Self {
+            raw: SecretString::new("sqlite://data/ajutant.db"),
+            kind: DatabaseKind::Sqlite,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("database URL must start with sqlite:, postgres: or postgresql: (got {scheme:?})")]
+pub struct UnsupportedDatabaseUrl {
+    scheme: String,
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = UnsupportedDatabaseUrl;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let scheme = raw.split(':').next().unwrap_or_default();
+        let kind = match scheme {
+            "sqlite" => DatabaseKind::Sqlite,
+            "postgres" | "postgresql" => DatabaseKind::Postgres,
+            _ => {
+                return Err(UnsupportedDatabaseUrl {
+                    scheme: scheme.to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            raw: SecretString::new(raw),
+            kind,
+        })
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings given on the command line (or their plain variables); they win over every other
+/// source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<DatabaseUrl>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error("configuration refused:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<String>),
+}
+
+impl Config {
+    /// Builds the configuration from every source and checks it. `env` is the process environment
+    /// in production and a fixed list in tests.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("AJUTANT_") else {
+                continue;
+            };
+            if FLAG_VARIABLES.contains(&rest) {
+                continue;
+            }
+            let path = rest.to_lowercase().replace("__", ".");
+            // Parsed as figment's own environment provider would: numbers, booleans, else text.
+            let Ok(value) = value.parse::<figment::value::Value>();
+            figment = figment.merge(Serialized::default(&path, value));
+        }
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(url) = &overrides.database_url {
+            config.database.url = url.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Every problem at once, so an operator fixes them in one pass.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.body_limit_bytes == 0 {
+            problems.push("server.body_limit_bytes must be greater than 0".to_owned());
+        }
+        if self.server.request_timeout_secs == 0 {
+            problems.push("server.request_timeout_secs must be greater than 0".to_owned());
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections must be at least 1".to_owned());
+        }
+        if !(1..=4096).contains(&self.audit.max_batch) {
+            problems.push("audit.max_batch must be between 1 and 4096".to_owned());
+        }
+        if self.mode == Mode::Production {
+            problems.extend(self.insecure_for_production());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Refused(problems))
+        }
+    }
+
+    fn insecure_for_production(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some((host, false)) = self.database.url.postgres_transport()
+            && !is_loopback_host(&host)
+        {
+            problems.push(format!(
+                "mode = \"production\" refuses an unencrypted PostgreSQL connection to {host}: \
+                 add ?sslmode=require (or verify-full) to database.url"
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let host = endpoint.host_str().unwrap_or_default();
+            if endpoint.scheme() != "https" && !is_loopback_host(host) {
+                problems.push(format!(
+                    "mode = \"production\" refuses to send traces in plain HTTP to {host}: \
+                     use an https:// telemetry.otlp_endpoint or a collector on this host"
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut out = String::new();
+        write_toml_table(&mut out, "", &value);
+        out
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// A small TOML writer for the printed configuration: scalars first, then sub-tables, which is
+/// all this tree needs.
+fn write_toml_table(out: &mut String, prefix: &str, value: &serde_json::Value) {
+    let Some(map) = value.as_object() else {
+        return;
+    };
+    for (key, value) in map.iter().filter(|(_, v)| !v.is_object()) {
+        if !value.is_null() {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    for (key, value) in map.iter().filter(|(_, v)| v.is_object()) {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        out.push_str(&format!("\n[{path}]\n"));
+        write_toml_table(out, &path, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_file(contents: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        file
+    }
+
+    fn load(contents: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let file = write_file(contents);
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(file.path()), env, &Overrides::default())
+    }
+
+    #[test]
+    fn the_example_is_accepted_and_documents_every_key() {
+        let config = load(EXAMPLE, &[]).unwrap();
+        assert_eq!(config.mode, Mode::Development);
+        let example: serde_json::Value = Figment::from(Toml::string(EXAMPLE)).extract().unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut missing = Vec::new();
+        missing_keys(&defaults, &example, "", &mut missing);
+        assert!(missing.is_empty(), "config.example.toml lacks {missing:?}");
+    }
+
+    fn missing_keys(
+        want: &serde_json::Value,
+        have: &serde_json::Value,
+        at: &str,
+        out: &mut Vec<String>,
+    ) {
+        for (key, value) in want.as_object().into_iter().flatten() {
+            let path = format!("{at}{key}");
+            match have.get(key) {
+                None if !value.is_null() => out.push(path),
+                Some(inner) if value.is_object() => {
+                    missing_keys(value, inner, &format!("{path}."), out)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = load("[server]\nlisten = \"127.0.0.1:9\"\nlisen_port = 3\n", &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("lisen_port"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_environment_key_is_an_error_that_names_it() {
+        let err = load("", &[("AJUTANT_SERVER__TIMEOUT", "3")]).unwrap_err();
+        assert!(err.to_string().contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        let file = write_file("[server]\nlisten = \"127.0.0.1:1000\"\nrequest_timeout_secs = 5\n");
+        let env = [
+            ("AJUTANT_SERVER__LISTEN", "127.0.0.1:2000"),
+            ("AJUTANT_SERVER__BODY_LIMIT_BYTES", "1024"),
+            // A flag's plain alias is the CLI's business, not a nested key.
+            ("AJUTANT_DATABASE_URL", "sqlite://ignored.db"),
+            ("UNRELATED", "x"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = Config::load(Some(file.path()), env.clone(), &Overrides::default()).unwrap();
+        assert_eq!(config.server.listen.port(), 2000);
+        assert_eq!(config.server.request_timeout_secs, 5);
+        assert_eq!(config.server.body_limit_bytes, 1024);
+        assert_eq!(config.database.url.expose(), "sqlite://data/ajutant.db");
+
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:3000".parse().unwrap()),
+            database_url: Some("postgres://db/ajutant".parse().unwrap()),
+        };
+        let config = Config::load(Some(file.path()), env, &overrides).unwrap();
+        assert_eq!(config.server.listen.port(), 3000);
+        assert_eq!(config.database.url.kind(), DatabaseKind::Postgres);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/ajutant.toml")),
+            [],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn an_unsupported_database_scheme_is_named() {
+        let err = load("[database]\nurl = \"mysql://db/x\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("\"mysql\""), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_insecure_settings_with_every_reason() {
+        let err = load(
+            "mode = \"production\"\n[database]\nurl = \"postgres://app:pw@db.internal/ajutant\"\n\
+             [telemetry]\notlp_endpoint = \"http://collector.internal:4318\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("sslmode=require"), "{message}");
+        assert!(message.contains("collector.internal"), "{message}");
+        assert!(!message.contains("pw@"), "{message}");
+    }
+
+    #[test]
+    fn production_accepts_tls_and_loopback() {
+        let config = load(
+            "mode = \"production\"\n[database]\nurl = \"postgres://app:pw@db.internal/a?sslmode=verify-full\"\n\
+             [telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.mode, Mode::Production);
+        let local = load(
+            "mode = \"production\"\n[database]\nurl = \"postgres://app@localhost/a\"\n",
+            &[],
+        );
+        assert!(local.is_ok());
+    }
+
+    #[test]
+    fn printed_configuration_redacts_secrets() {
+        let config = load(
+            "[database]\nurl = \"postgres://app:s3cret@db/a\"\n\
+             [telemetry.otlp_headers]\napi-key = \"k3y\"\n",
+            &[],
+        )
+        .unwrap();
+        let printed = config.to_redacted_toml();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(!printed.contains("k3y"), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
+        assert!(printed.contains("postgres://app:***@db/a"), "{printed}");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        // What is printed is itself a valid configuration.
+        let reparsed: Result<Config, _> = Figment::from(Toml::string(&printed)).extract();
+        assert!(reparsed.is_ok(), "{printed}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Ajutant's domain: the configuration tree, audit records and the hash chain that makes them
+//! tamper-evident. Nothing here knows about HTTP or SQL; the edges depend on this crate, never
+//! the other way round.
+
+pub mod audit;
+pub mod config;
+pub mod secret;

@@ -1,0 +1,68 @@
+//! Assembles the HTTP application: every feature's router, the API description, and the layers
+//! every request passes through (outermost first): the request envelope, panic capture, the
+//! timeout, the body-size limit.
+
+use std::time::Duration;
+
+use ajutant_core::config::ServerConfig;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::problem::{ApiError, Problem};
+use crate::{AppState, health, request};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ajutant API",
+        description = "Self-hosted enterprise AI platform. Every error is an RFC 9457 problem \
+            document (application/problem+json) carrying the request id and trace id.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags((name = "operations", description = "Health, readiness and metrics")),
+    components(schemas(Problem)),
+)]
+struct ApiDoc;
+
+/// The application's routes and their OpenAPI description, before layers.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .split_for_parts()
+}
+
+/// The complete application for `state`.
+pub fn router(state: AppState, server: &ServerConfig) -> Router {
+    let (api, openapi) = api();
+    let routes = Router::new()
+        .merge(api.with_state(state))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    with_layers(routes, server)
+}
+
+/// Wraps `routes` in the layers every request passes through. Public so tests can check the
+/// layers' behaviour on routes of their own.
+pub fn with_layers(routes: Router, server: &ServerConfig) -> Router {
+    routes
+        .fallback(crate::problem::no_route)
+        // One limit, enforced by the layer (413 from Content-Length before any byte is read,
+        // or while streaming); the extractors' own default would be a second, different one.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(server.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a request handler panicked".to_owned()).into_response()
+        }))
+        .layer(axum::middleware::from_fn(request::envelope))
+}

@@ -1,0 +1,113 @@
+//! Ajutant's HTTP server. [`run`] is the whole service: it opens the store, migrates, starts the
+//! audit writer, serves until `shutdown` resolves, drains, and records the stop. The binary and
+//! the tests both go through it, so tests exercise exactly what production runs.
+
+pub mod app;
+mod health;
+pub mod metrics;
+pub mod problem;
+pub mod request;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ajutant_core::audit::{Actor, AuditEvent, Outcome};
+use ajutant_core::config::{Config, DatabaseKind};
+use ajutant_store::{AuditError, AuditLog, Store, StoreError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How long the audit writer may take to write what is queued at shutdown.
+const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub audit: AuditLog,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot record the start in the audit trail: {0}")]
+    Audit(#[from] AuditError),
+    #[error("the listener failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the service on `listener` until `shutdown` resolves, then stops accepting, gives
+/// in-flight requests `server.shutdown_grace_secs` to finish, and flushes the audit trail.
+pub async fn run(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = metrics::recorder();
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let (audit, audit_writer) = AuditLog::start(store.clone(), config.audit.max_batch);
+    let address = listener.local_addr()?;
+
+    audit
+        .append(
+            AuditEvent::new(Actor::system(), "server.started", "", Outcome::Allowed).with_details(
+                serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "listen": address.to_string(),
+                    "database": match store.kind() {
+                        DatabaseKind::Sqlite => "sqlite",
+                        DatabaseKind::Postgres => "postgres",
+                    },
+                    "mode": config.mode,
+                }),
+            ),
+        )
+        .await?;
+    tracing::info!(%address, database = %config.database.url.redacted(), "serving");
+
+    let state = AppState {
+        store: store.clone(),
+        audit: audit.clone(),
+        metrics,
+    };
+    let app = app::router(state, &config.server);
+    let stopping = Arc::new(Notify::new());
+    let signal = {
+        let stopping = Arc::clone(&stopping);
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections");
+            stopping.notify_one();
+        }
+    };
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let outcome = tokio::select! {
+        result = serve => result.map_err(ServeError::Io),
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("in-flight requests still running after {grace:?}; stopping anyway");
+            Ok(())
+        }
+    };
+
+    let stopped = AuditEvent::new(Actor::system(), "server.stopped", "", Outcome::Allowed)
+        .with_details(serde_json::json!({ "listen": address.to_string() }));
+    if let Err(error) = audit.append(stopped).await {
+        tracing::error!(%error, "cannot record the stop in the audit trail");
+    }
+    drop(audit);
+    audit_writer.finish(AUDIT_DRAIN).await;
+    store.close().await;
+    outcome
+}

@@ -1,0 +1,137 @@
+//! RFC 9457 problem details: the one shape every error response takes. Handlers return
+//! [`ApiError`]; the request envelope (see `request.rs`) renders it with the request id and trace
+//! id, and also turns any other error response (a framework rejection, 413, 405, a timeout) into
+//! the same shape, so no error leaves in another format.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request::RequestContext;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Largest framework error text carried over into `detail`.
+const MAX_DETAIL_BYTES: usize = 1024;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The status code's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person; absent for server errors, whose cause is only logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path.
+    pub instance: String,
+    /// Quote this to an operator: it finds the request in logs and the audit trail.
+    pub request_id: String,
+    /// The W3C trace id of the request.
+    pub trace_id: String,
+}
+
+/// The error a handler returns. Each variant picks the status; the message becomes `detail`
+/// (for server errors it is logged instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A problem waiting for the envelope to add the request's identity and render it.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingProblem {
+    detail: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            // The span carries the request id, so this line and the response can be matched.
+            tracing::error!(error = %self, "request failed");
+            None
+        } else {
+            Some(self.to_string())
+        };
+        let mut response = status.into_response();
+        response.extensions_mut().insert(PendingProblem { detail });
+        response
+    }
+}
+
+/// Renders `response` as problem details if it is an error not yet in that shape.
+pub(crate) async fn finish(response: Response, context: &RequestContext, path: &str) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let detail = match parts.extensions.remove::<PendingProblem>() {
+        Some(pending) => pending.detail,
+        None if is_problem(&parts.headers) => {
+            return Response::from_parts(parts, body);
+        }
+        None if status.is_client_error() && is_plain_text(&parts.headers) => {
+            // Framework rejections explain themselves in plain text ("missing field `x`").
+            axum::body::to_bytes(body, MAX_DETAIL_BYTES)
+                .await
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+                .filter(|text| !text.is_empty())
+        }
+        None => None,
+    };
+    let problem = Problem {
+        problem_type: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        instance: path.to_owned(),
+        request_id: context.request_id.clone(),
+        trace_id: context.trace_id.clone(),
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn is_problem(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+fn is_plain_text(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
+}
+
+/// The answer for a path no route matches.
+pub(crate) async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no resource at {}", uri.path()))
+}

@@ -1,0 +1,232 @@
+//! The real server over HTTP, on SQLite and PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a panic is the failure report"
+)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ajutant_testkit::{Backend, TestApp, both_databases};
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::Value;
+
+both_databases!(
+    health_and_readiness_answer,
+    an_unknown_route_is_a_problem_with_the_request_id,
+    a_callers_request_id_and_trace_are_kept,
+    a_body_over_the_limit_is_refused_before_it_is_read,
+    a_wrong_method_is_a_problem,
+    metrics_count_requests_by_route,
+    start_and_stop_are_in_the_audit_trail,
+);
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(body["database"], expected);
+    assert!(body["migrations_applied"].as_u64().unwrap() >= 1);
+    app.stop().await.unwrap();
+}
+
+async fn an_unknown_route_is_a_problem_with_the_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .get(app.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let trace_id = response.headers()["x-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["title"], "Not Found");
+    assert_eq!(problem["instance"], "/no/such/thing");
+    assert_eq!(problem["request_id"], request_id.as_str());
+    assert_eq!(problem["trace_id"], trace_id.as_str());
+    assert!(uuid::Uuid::parse_str(&request_id).is_ok(), "{request_id}");
+    app.stop().await.unwrap();
+}
+
+async fn a_callers_request_id_and_trace_are_kept(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "caller-req-42")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "caller-req-42");
+    assert_eq!(
+        response.headers()["x-trace-id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+
+    let bad = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "x".repeat(300))
+        .send()
+        .await
+        .unwrap();
+    let replaced = bad.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+    assert_eq!(bad.headers()["x-trace-id"].len(), 32);
+    app.stop().await.unwrap();
+}
+
+async fn a_body_over_the_limit_is_refused_before_it_is_read(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.server.body_limit_bytes = 1024).await;
+    let response = app
+        .client
+        .post(app.url("/healthz"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(vec![b' '; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 413);
+    assert!(problem["request_id"].is_string());
+    app.stop().await.unwrap();
+}
+
+async fn a_wrong_method_is_a_problem(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app.client.delete(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    assert!(response.headers().contains_key("allow"));
+    app.stop().await.unwrap();
+}
+
+async fn metrics_count_requests_by_route(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for _ in 0..3 {
+        app.client.get(app.url("/healthz")).send().await.unwrap();
+    }
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("ajutant_http_requests_total")
+                && l.contains("route=\"/healthz\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no healthz counter in:\n{text}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
+    assert!(text.contains("ajutant_audit_records_total"), "{text}");
+    app.stop().await.unwrap();
+}
+
+async fn start_and_stop_are_in_the_audit_trail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let database = app.stop().await.unwrap();
+    let store = database.store().await.unwrap();
+    let records = store.audit_page(0, None, 10).await.unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["server.started", "server.stopped"]);
+    assert_eq!(records[0].actor.id, "system");
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ajutant_store::ChainStatus::Intact { records: 2, .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_openapi_document_passes_a_real_validator() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(document["paths"][path].is_object(), "{path} undocumented");
+    }
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&document).unwrap()).unwrap();
+    let python = test_python();
+    let output = Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/test", python.display()));
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator rejected the document:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await.unwrap();
+}
+
+/// The Python that `scripts/test` prepared (with openapi-spec-validator).
+fn test_python() -> PathBuf {
+    std::env::var_os("AJUTANT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
+}
+
+#[tokio::test]
+async fn the_api_reference_is_served_from_the_binary() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let page = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("cdn."), "the page must not load from a CDN");
+    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"] {
+        let response = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+    }
+    let init = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    app.stop().await.unwrap();
+}

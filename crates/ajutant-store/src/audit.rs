@@ -1,0 +1,340 @@
+//! The audit trail's storage: a group-commit writer that appends hash-chained records, and the
+//! reads that `audit verify` and `audit export` walk.
+//!
+//! Appends go through one writer task per process. It takes every event waiting in its queue
+//! (up to `max_batch`), writes them in one transaction and only then answers each caller, so a
+//! request still waits until its record is durable while a busy server pays one commit for many
+//! records. Instances sharing a PostgreSQL serialise on a transaction-scoped advisory lock while
+//! they read the chain head and append; SQLite writers serialise on `BEGIN IMMEDIATE`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ajutant_core::audit::{
+    Actor, ActorKind, AuditEvent, AuditRecord, ChainBreak, ChainBreakReason, ChainHash,
+    ChainVerifier, Outcome, RequestOrigin,
+};
+use sqlx::QueryBuilder;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::db_time::DbTime;
+use crate::{Pool, Store, StoreError, on_pool};
+
+/// Key of the PostgreSQL advisory lock that serialises appends across instances
+/// (the bytes of "AUDITLOG").
+const CHAIN_LOCK_KEY: i64 = 0x4155_4449_544c_4f47;
+
+const HEAD_SQL: &str = "SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+const INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, actor_name, \
+     actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
+     prev_hash, hash) ";
+
+const PAGE_SQL: &str = "SELECT seq, id, occurred_at, actor_id, actor_name, actor_kind, action, \
+     resource, outcome, request_id, trace_id, client_addr, details, prev_hash, hash \
+     FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR occurred_at >= $2) \
+     ORDER BY seq LIMIT $3";
+
+const VERIFY_PAGE: i64 = 1000;
+
+/// The outcome of walking the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    /// Every record links to the one before; `head` is the last record's hash, worth keeping
+    /// outside the database to detect a truncated tail later.
+    Intact {
+        records: i64,
+        head: ChainHash,
+    },
+    Broken(ChainBreak),
+}
+
+/// What an appender learns once its record is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReceipt {
+    pub seq: i64,
+    pub id: Uuid,
+    pub hash: ChainHash,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit writer has stopped")]
+    WriterStopped,
+    #[error("writing the audit record failed: {0}")]
+    WriteFailed(Arc<StoreError>),
+}
+
+struct Pending {
+    id: Uuid,
+    occurred_at: OffsetDateTime,
+    event: AuditEvent,
+    reply: oneshot::Sender<Result<AuditReceipt, AuditError>>,
+}
+
+/// The handle request handlers append through. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Pending>,
+}
+
+/// The writer task; [`AuditWriter::finish`] waits for it to write what is queued once every
+/// [`AuditLog`] handle is gone.
+#[derive(Debug)]
+pub struct AuditWriter {
+    task: JoinHandle<()>,
+}
+
+impl AuditLog {
+    /// Starts the writer for `store`.
+    pub fn start(store: Store, max_batch: usize) -> (AuditLog, AuditWriter) {
+        let max_batch = max_batch.max(1);
+        let (queue, receiver) = mpsc::channel(max_batch * 4);
+        let task = tokio::spawn(write_loop(store, receiver, max_batch));
+        (AuditLog { queue }, AuditWriter { task })
+    }
+
+    /// Appends `event` and returns once it is committed to the database.
+    pub async fn append(&self, event: AuditEvent) -> Result<AuditReceipt, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            id: Uuid::now_v7(),
+            occurred_at: OffsetDateTime::now_utc(),
+            event,
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        answer.await.map_err(|_| AuditError::WriterStopped)?
+    }
+}
+
+impl AuditWriter {
+    /// Waits (up to `deadline`) for the writer to drain its queue after the last handle dropped.
+    pub async fn finish(self, deadline: Duration) {
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(deadline, self.task).await.is_err() {
+            tracing::error!("audit writer did not drain within {deadline:?}; stopping it");
+            abort.abort();
+        }
+    }
+}
+
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Pending>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+        let started = Instant::now();
+        let result = store.append_audit_batch(&batch).await;
+        metrics::histogram!("ajutant_audit_batch_size").record(batch.len() as f64);
+        metrics::histogram!("ajutant_audit_commit_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(records) => {
+                metrics::counter!("ajutant_audit_records_total").increment(records.len() as u64);
+                for (pending, record) in batch.drain(..).zip(records) {
+                    let receipt = AuditReceipt {
+                        seq: record.seq,
+                        id: record.id,
+                        hash: record.hash,
+                    };
+                    // The caller may have gone away; its record is written all the same.
+                    let _ = pending.reply.send(Ok(receipt));
+                }
+            }
+            Err(error) => {
+                metrics::counter!("ajutant_audit_write_failures_total").increment(1);
+                tracing::error!(%error, records = batch.len(), "audit batch not written");
+                let error = Arc::new(error);
+                for pending in batch.drain(..) {
+                    let _ = pending
+                        .reply
+                        .send(Err(AuditError::WriteFailed(Arc::clone(&error))));
+                }
+            }
+        }
+    }
+}
+
+/// Reads the chain head and inserts the sealed batch inside the open transaction `$tx`.
+macro_rules! append_in_transaction {
+    ($tx:expr, $batch:expr) => {{
+        let head: Option<(i64, Uuid, String)> =
+            sqlx::query_as(HEAD_SQL).fetch_optional(&mut *$tx).await?;
+        let mut prev = match head {
+            Some((seq, id, hash)) => Some((seq, parse_hash(seq, id, "hash", &hash)?)),
+            None => None,
+        };
+        let mut records = Vec::with_capacity($batch.len());
+        for pending in $batch {
+            let record = AuditRecord::seal(&pending.event, pending.id, pending.occurred_at, prev);
+            prev = Some((record.seq, record.hash));
+            records.push(record);
+        }
+        let mut insert = QueryBuilder::new(INSERT_SQL);
+        insert.push_values(&records, |mut row, record| {
+            row.push_bind(record.seq)
+                .push_bind(record.id)
+                .push_bind(DbTime(record.occurred_at))
+                .push_bind(record.actor.id.as_str())
+                .push_bind(record.actor.display_name.as_str())
+                .push_bind(record.actor.kind.as_str())
+                .push_bind(record.action.as_str())
+                .push_bind(record.resource.as_str())
+                .push_bind(record.outcome.as_str())
+                .push_bind(record.origin.request_id.as_deref())
+                .push_bind(record.origin.trace_id.as_deref())
+                .push_bind(record.origin.client_addr.as_deref())
+                .push_bind(record.details.as_str())
+                .push_bind(record.prev_hash.to_hex())
+                .push_bind(record.hash.to_hex());
+        });
+        insert.build().execute(&mut *$tx).await?;
+        records
+    }};
+}
+
+impl Store {
+    async fn append_audit_batch(&self, batch: &[Pending]) -> Result<Vec<AuditRecord>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                // IMMEDIATE takes the write lock before the head is read, so another process on
+                // the same file cannot slip a record in between.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let records = append_in_transaction!(tx, batch);
+                tx.commit().await?;
+                Ok(records)
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHAIN_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                let records = append_in_transaction!(tx, batch);
+                tx.commit().await?;
+                Ok(records)
+            }
+        }
+    }
+
+    /// Up to `limit` records after chain position `after_seq`, in chain order, optionally only
+    /// those that occurred at or after `since`.
+    pub async fn audit_page(
+        &self,
+        after_seq: i64,
+        since: Option<OffsetDateTime>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let since = since.map(DbTime);
+        let rows: Vec<AuditRow> = on_pool!(self, pool => {
+            sqlx::query_as(PAGE_SQL)
+                .bind(after_seq)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(AuditRow::into_record).collect()
+    }
+
+    /// Walks the whole chain in pages and reports the first record that does not fit.
+    pub async fn verify_audit_chain(&self) -> Result<ChainStatus, StoreError> {
+        let mut verifier = ChainVerifier::default();
+        loop {
+            let (after, _) = verifier.head();
+            let page = match self.audit_page(after, None, VERIFY_PAGE).await {
+                Ok(page) => page,
+                Err(StoreError::Corrupt { seq, id, what }) => {
+                    return Ok(ChainStatus::Broken(ChainBreak {
+                        seq,
+                        id,
+                        reason: ChainBreakReason::Unreadable(what),
+                    }));
+                }
+                Err(other) => return Err(other),
+            };
+            if page.is_empty() {
+                let (records, head) = verifier.head();
+                return Ok(ChainStatus::Intact { records, head });
+            }
+            for record in &page {
+                if let Err(broken) = verifier.check(record) {
+                    return Ok(ChainStatus::Broken(broken));
+                }
+            }
+        }
+    }
+
+    pub async fn audit_count(&self) -> Result<i64, StoreError> {
+        let count = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(pool).await?
+        });
+        Ok(count)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    id: Uuid,
+    occurred_at: DbTime,
+    actor_id: String,
+    actor_name: String,
+    actor_kind: String,
+    action: String,
+    resource: String,
+    outcome: String,
+    request_id: Option<String>,
+    trace_id: Option<String>,
+    client_addr: Option<String>,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl AuditRow {
+    fn into_record(self) -> Result<AuditRecord, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt {
+            seq: self.seq,
+            id: self.id,
+            what,
+        };
+        let kind = ActorKind::parse(&self.actor_kind)
+            .ok_or_else(|| corrupt(format!("unknown actor kind {:?}", self.actor_kind)))?;
+        let outcome = Outcome::parse(&self.outcome)
+            .ok_or_else(|| corrupt(format!("unknown outcome {:?}", self.outcome)))?;
+        Ok(AuditRecord {
+            seq: self.seq,
+            id: self.id,
+            occurred_at: self.occurred_at.0,
+            actor: Actor {
+                id: self.actor_id,
+                display_name: self.actor_name,
+                kind,
+            },
+            action: self.action,
+            resource: self.resource,
+            outcome,
+            origin: RequestOrigin {
+                request_id: self.request_id,
+                trace_id: self.trace_id,
+                client_addr: self.client_addr,
+            },
+            details: self.details,
+            prev_hash: parse_hash(self.seq, self.id, "prev_hash", &self.prev_hash)?,
+            hash: parse_hash(self.seq, self.id, "hash", &self.hash)?,
+        })
+    }
+}
+
+fn parse_hash(seq: i64, id: Uuid, column: &str, text: &str) -> Result<ChainHash, StoreError> {
+    ChainHash::from_hex(text).ok_or_else(|| StoreError::Corrupt {
+        seq,
+        id,
+        what: format!("{column} is not a SHA-256 hex digest"),
+    })
+}

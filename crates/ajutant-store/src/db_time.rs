@@ -1,0 +1,57 @@
+//! Timestamps as both databases should hold them: `TIMESTAMPTZ` on PostgreSQL, and on SQLite
+//! fixed-width UTC text (`2026-01-02T03:04:05.000000Z`) so that text order is time order and
+//! range filters work. sqlx's own SQLite encoding drops trailing zeros, which breaks both.
+
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+const SQLITE_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DbTime(pub OffsetDateTime);
+
+impl Type<Sqlite> for DbTime {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl Encode<'_, Sqlite> for DbTime {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        let utc = self.0.to_offset(time::UtcOffset::UTC);
+        Encode::<Sqlite>::encode(utc.format(SQLITE_FORMAT)?, buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbTime {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<Sqlite>>::decode(value)?;
+        let time = time::PrimitiveDateTime::parse(text, SQLITE_FORMAT)?;
+        Ok(Self(time.assume_utc()))
+    }
+}
+
+impl Type<Postgres> for DbTime {
+    fn type_info() -> PgTypeInfo {
+        <OffsetDateTime as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for DbTime {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        Encode::<Postgres>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbTime {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        <OffsetDateTime as Decode<Postgres>>::decode(value).map(Self)
+    }
+}

@@ -1,0 +1,270 @@
+//! The store conformance suite: every test runs against SQLite and PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a panic is the failure report"
+)]
+
+use std::sync::Arc;
+
+use ajutant_core::audit::{Actor, ActorKind, AuditEvent, ChainBreakReason, Outcome, RequestOrigin};
+use ajutant_store::{AuditLog, ChainStatus, Store};
+use ajutant_testkit::{Backend, TestDatabase, both_databases};
+use serde_json::json;
+
+fn event(n: usize) -> AuditEvent {
+    AuditEvent::new(
+        Actor {
+            id: format!("user-{}", n % 7),
+            display_name: format!("User {}", n % 7),
+            kind: ActorKind::User,
+        },
+        "test.event",
+        format!("thing/{n}"),
+        if n.is_multiple_of(3) {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        },
+    )
+    .with_details(json!({ "n": n, "note": "ünïcødé ✓" }))
+}
+
+async fn database(backend: Backend) -> (TestDatabase, Store) {
+    let database = TestDatabase::create(backend).await.unwrap();
+    let store = database.store().await.unwrap();
+    (database, store)
+}
+
+async fn append_many(store: &Store, count: usize) {
+    let (log, writer) = AuditLog::start(store.clone(), 512);
+    for n in 0..count {
+        log.append(event(n)).await.unwrap();
+    }
+    drop(log);
+    writer.finish(std::time::Duration::from_secs(10)).await;
+}
+
+both_databases!(
+    migrations_are_pending_then_current,
+    appended_records_read_back_exactly,
+    concurrent_appends_from_50_tasks_all_verify,
+    two_instances_appending_to_one_database_keep_one_chain,
+    the_applications_connection_cannot_change_the_trail,
+    a_record_altered_behind_the_applications_back_is_named,
+    a_record_removed_behind_the_applications_back_is_a_gap,
+    since_filters_by_time_in_chain_order,
+);
+
+async fn migrations_are_pending_then_current(backend: Backend) {
+    let database = TestDatabase::create(backend).await.unwrap();
+    let store = Store::connect(&database.config().unwrap()).await.unwrap();
+    let before = store.migration_status().await.unwrap();
+    assert!(!before.is_current());
+    assert_eq!(before.applied, 0);
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let after = store.migration_status().await.unwrap();
+    assert!(after.is_current(), "{after:?}");
+    assert_eq!(after.applied, before.pending.len());
+}
+
+async fn appended_records_read_back_exactly(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 16);
+    let origin = RequestOrigin {
+        request_id: Some("req-1".to_owned()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        client_addr: Some("192.0.2.7".to_owned()),
+    };
+    let first = log
+        .append(event(1).with_origin(origin.clone()))
+        .await
+        .unwrap();
+    let second = log.append(event(2)).await.unwrap();
+    drop(log);
+    writer.finish(std::time::Duration::from_secs(5)).await;
+
+    assert_eq!((first.seq, second.seq), (1, 2));
+    let records = store.audit_page(0, None, 10).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let record = &records[0];
+    assert_eq!(record.id, first.id);
+    assert_eq!(record.hash, first.hash);
+    assert_eq!(record.origin, origin);
+    assert_eq!(record.actor.id, "user-1");
+    assert_eq!(record.actor.kind, ActorKind::User);
+    assert_eq!(record.outcome, Outcome::Allowed);
+    assert_eq!(record.resource, "thing/1");
+    let details: serde_json::Value = serde_json::from_str(&record.details).unwrap();
+    assert_eq!(details, json!({ "n": 1, "note": "ünïcødé ✓" }));
+    assert_eq!(records[1].prev_hash, first.hash);
+    assert_eq!(record.expected_hash(), record.hash);
+}
+
+async fn concurrent_appends_from_50_tasks_all_verify(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 512);
+    let mut tasks = Vec::new();
+    for task in 0..50 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::with_capacity(200);
+            for n in 0..200 {
+                seqs.push(log.append(event(task * 200 + n)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap());
+    }
+    drop(log);
+    writer.finish(std::time::Duration::from_secs(10)).await;
+
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=10_000).collect::<Vec<i64>>());
+    assert_eq!(store.audit_count().await.unwrap(), 10_000);
+    match store.verify_audit_chain().await.unwrap() {
+        ChainStatus::Intact { records, .. } => assert_eq!(records, 10_000),
+        broken => panic!("{broken:?}"),
+    }
+}
+
+async fn two_instances_appending_to_one_database_keep_one_chain(backend: Backend) {
+    let (database, first) = database(backend).await;
+    let second = database.store().await.unwrap();
+    let mut tasks = Vec::new();
+    for store in [first.clone(), second] {
+        let (log, writer) = AuditLog::start(store, 64);
+        let log = Arc::new(log);
+        for task in 0..8 {
+            let log = Arc::clone(&log);
+            tasks.push(tokio::spawn(async move {
+                for n in 0..100 {
+                    log.append(event(task * 100 + n)).await.unwrap();
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(async move {
+            drop(log);
+            writer.finish(std::time::Duration::from_secs(30)).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(first.audit_count().await.unwrap(), 1600);
+    assert!(matches!(
+        first.verify_audit_chain().await.unwrap(),
+        ChainStatus::Intact { records: 1600, .. }
+    ));
+}
+
+async fn the_applications_connection_cannot_change_the_trail(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    append_many(&store, 3).await;
+    let mut statements = vec![
+        "UPDATE audit_events SET action = 'forged' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 3",
+        "DELETE FROM audit_events",
+    ];
+    if backend == Backend::Postgres {
+        statements.push("TRUNCATE audit_events");
+    }
+    for statement in statements {
+        let error = store.execute_raw(statement).await.unwrap_err();
+        assert!(
+            error.to_string().contains("append-only"),
+            "{statement}: {error}"
+        );
+    }
+    assert_eq!(store.audit_count().await.unwrap(), 3);
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ChainStatus::Intact { records: 3, .. }
+    ));
+}
+
+/// As a superuser could: switch the guard off, change a row, switch it back on.
+fn tamper_sql(backend: Backend, change: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "DROP TRIGGER audit_events_refuse_update; DROP TRIGGER audit_events_refuse_delete; {change};"
+        ),
+        Backend::Postgres => format!(
+            "ALTER TABLE audit_events DISABLE TRIGGER USER; {change}; \
+             ALTER TABLE audit_events ENABLE TRIGGER USER;"
+        ),
+    }
+}
+
+async fn a_record_altered_behind_the_applications_back_is_named(backend: Backend) {
+    let (database, store) = database(backend).await;
+    append_many(&store, 20).await;
+    database
+        .execute_as_superuser(&tamper_sql(
+            backend,
+            "UPDATE audit_events SET outcome = 'allowed', actor_name = 'Mallory' WHERE seq = 7",
+        ))
+        .await
+        .unwrap();
+    let records = store.audit_page(6, None, 1).await.unwrap();
+    match store.verify_audit_chain().await.unwrap() {
+        ChainStatus::Broken(broken) => {
+            assert_eq!(broken.seq, 7);
+            assert_eq!(broken.id, records[0].id);
+            assert_eq!(broken.reason, ChainBreakReason::Altered);
+        }
+        intact => panic!("tampering not detected: {intact:?}"),
+    }
+}
+
+async fn a_record_removed_behind_the_applications_back_is_a_gap(backend: Backend) {
+    let (database, store) = database(backend).await;
+    append_many(&store, 10).await;
+    database
+        .execute_as_superuser(&tamper_sql(
+            backend,
+            "DELETE FROM audit_events WHERE seq = 4",
+        ))
+        .await
+        .unwrap();
+    match store.verify_audit_chain().await.unwrap() {
+        ChainStatus::Broken(broken) => {
+            assert_eq!(broken.seq, 5);
+            assert_eq!(
+                broken.reason,
+                ChainBreakReason::Gap {
+                    expected: 4,
+                    found: 5
+                }
+            );
+        }
+        intact => panic!("removal not detected: {intact:?}"),
+    }
+}
+
+async fn since_filters_by_time_in_chain_order(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    append_many(&store, 30).await;
+    let all = store.audit_page(0, None, 100).await.unwrap();
+    assert_eq!(all.len(), 30);
+    let cut = all[11].occurred_at;
+    let expected: Vec<i64> = all
+        .iter()
+        .filter(|r| r.occurred_at >= cut)
+        .map(|r| r.seq)
+        .collect();
+    let since: Vec<i64> = store
+        .audit_page(0, Some(cut), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(since, expected);
+    assert!(since.contains(&12));
+    assert!(!since.contains(&1));
+}

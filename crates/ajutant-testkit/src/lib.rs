@@ -1,0 +1,291 @@
+//! Test support shared by every crate's integration tests: a fresh database per test (a SQLite
+//! file in a temporary folder, or a new PostgreSQL database that is dropped afterwards) and
+//! [`TestApp`], the real server on port 0.
+//!
+//! PostgreSQL tests connect to `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) as a user allowed to create databases;
+//! `scripts/test` starts the server when it is down. They fail, rather than skip, when it is
+//! unreachable: a green run must mean both databases were tested.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ajutant_core::config::{Config, DatabaseConfig, DatabaseKind};
+use ajutant_store::Store;
+use anyhow::Context;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Generates one `#[tokio::test]` per database for an async test function taking a [`Backend`]:
+/// `both_databases!(appends_survive_restart);` yields `appends_survive_restart::sqlite` and
+/// `appends_survive_restart::postgres`.
+#[macro_export]
+macro_rules! both_databases {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$test($crate::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The administrative URL for PostgreSQL tests.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// A database that exists for one test and is removed after it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    backend: Backend,
+    /// Keeps the SQLite file's folder alive; removed on drop.
+    _folder: Option<tempfile::TempDir>,
+    /// The PostgreSQL database to drop.
+    postgres_name: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let folder = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", folder.path().join("ajutant.db").display());
+                Ok(Self {
+                    url,
+                    backend,
+                    _folder: Some(folder),
+                    postgres_name: None,
+                })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("ajutant_test_{}", uuid::Uuid::new_v4().simple());
+                let mut connection = PgConnection::connect(&admin).await.with_context(|| {
+                    format!(
+                        "PostgreSQL tests need a server at {admin} (set TEST_POSTGRES_URL, or run scripts/test)"
+                    )
+                })?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await?;
+                connection.close().await?;
+                let url = database_url_for(&admin, &name)?;
+                Ok(Self {
+                    url,
+                    backend,
+                    _folder: None,
+                    postgres_name: Some(name),
+                })
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn config(&self) -> anyhow::Result<DatabaseConfig> {
+        Ok(DatabaseConfig {
+            url: self.url.parse()?,
+            max_connections: 8,
+            ..DatabaseConfig::default()
+        })
+    }
+
+    /// A migrated store on this database.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        let store = Store::connect(&self.config()?).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Runs `statement` as the administrator, outside the application: for tests that tamper
+    /// with data the way a database superuser could.
+    pub async fn execute_as_superuser(&self, statement: &str) -> anyhow::Result<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut connection = sqlx::sqlite::SqliteConnection::connect(&self.url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                    .execute(&mut connection)
+                    .await?;
+                connection.close().await?;
+            }
+            Backend::Postgres => {
+                let mut connection = PgConnection::connect(&self.url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                    .execute(&mut connection)
+                    .await?;
+                connection.close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived thread
+        // with its own runtime does the cleanup.
+        let admin = postgres_admin_url();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut connection = PgConnection::connect(&admin).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut connection)
+                .await?;
+                connection.close().await?;
+                anyhow::Ok(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
+
+fn database_url_for(admin: &str, name: &str) -> anyhow::Result<String> {
+    let mut url = url_parse(admin)?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+fn url_parse(text: &str) -> anyhow::Result<reqwest::Url> {
+    reqwest::Url::parse(text).with_context(|| format!("{text} is not a URL"))
+}
+
+/// The real server on `127.0.0.1:0` against a fresh database.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub config: Arc<Config>,
+    /// Always `Some` until [`TestApp::stop`] hands it over.
+    database: Option<TestDatabase>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ajutant_server::ServeError>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Spawns with the configuration adjusted by `adjust` (limits, timeouts, ...).
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::try_spawn(backend, adjust)
+            .await
+            .unwrap_or_else(|error| panic!("cannot start the test app: {error:#}"))
+    }
+
+    async fn try_spawn(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let mut config = Config::default();
+        config.database = database.config()?;
+        config.server.shutdown_grace_secs = 5;
+        adjust(&mut config);
+        let config = Arc::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(ajutant_server::run(
+            Arc::clone(&config),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let app = Self {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+            config,
+            database: Some(database),
+            stop: Some(stop),
+            server: Some(server),
+        };
+        app.wait_until_ready().await?;
+        Ok(app)
+    }
+
+    /// Polls `/readyz`: `run` migrates before it accepts, so readiness means the app is up.
+    async fn wait_until_ready(&self) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("the app did not become ready within 5 s")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn database_kind(&self) -> DatabaseKind {
+        self.config.database.url.kind()
+    }
+
+    /// A store of its own on the app's database, for assertions.
+    pub async fn store(&self) -> Store {
+        let opened = match &self.database {
+            Some(database) => database.store().await,
+            None => Err(anyhow::anyhow!("the app was stopped")),
+        };
+        opened.unwrap_or_else(|error| panic!("cannot open the app's database: {error:#}"))
+    }
+
+    /// Stops the server the way SIGTERM does, waits until it has finished, and hands over the
+    /// database so a test can inspect what the app left behind.
+    pub async fn stop(mut self) -> anyhow::Result<TestDatabase> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await??;
+        }
+        self.database
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the app was already stopped"))
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that panics before [`TestApp::stop`] still stops its server.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

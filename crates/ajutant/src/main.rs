@@ -1,0 +1,12 @@
+//! The `ajutant` binary: parses the command line and hands off to [`cli::run`].
+
+mod audit_commands;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    cli::run(cli::Cli::parse())
+}

@@ -1,0 +1,271 @@
+//! The `ajutant` binary as an operator runs it.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a panic is the failure report"
+)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ajutant_core::audit::{Actor, AuditEvent, Outcome};
+use ajutant_store::AuditLog;
+use ajutant_testkit::{Backend, TestDatabase, both_databases};
+
+fn ajutant(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ajutant"));
+    command.args(args);
+    // The tests decide every setting; nothing leaks in from the developer's shell.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AJUTANT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn config_file(contents: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(contents.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn config_check_names_an_unknown_key() {
+    let file = config_file("[server]\nlisten = \"127.0.0.1:8080\"\nbody_limit = 5\n");
+    let (code, _, stderr) = run(ajutant(&["config", "check", "--config"]).arg(file.path()));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("body_limit"), "{stderr}");
+}
+
+#[test]
+fn config_check_refuses_insecure_production_settings() {
+    let file = config_file(
+        "mode = \"production\"\n[database]\nurl = \"postgres://app:hunter2@db.example.internal/ajutant\"\n",
+    );
+    let (code, _, stderr) = run(ajutant(&["config", "check", "--config"]).arg(file.path()));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("production"), "{stderr}");
+    assert!(stderr.contains("sslmode=require"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn the_example_passes_config_check() {
+    let (code, example, _) = run(&mut ajutant(&["config", "example"]));
+    assert_eq!(code, 0);
+    assert!(example.contains("[database]"));
+    let file = config_file(&example);
+    let (code, stdout, stderr) = run(ajutant(&["config", "check", "--config"]).arg(file.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("# configuration OK"), "{stdout}");
+}
+
+#[test]
+fn environment_and_flags_layer_over_the_file_and_secrets_stay_hidden() {
+    let file = config_file("[server]\nlisten = \"127.0.0.1:1111\"\nrequest_timeout_secs = 7\n");
+    let (code, stdout, stderr) = run(ajutant(&["config", "check", "--config"])
+        .arg(file.path())
+        .env("AJUTANT_SERVER__LISTEN", "127.0.0.1:2222")
+        .env("AJUTANT_LOG__FORMAT", "json")
+        .env(
+            "AJUTANT_DATABASE_URL",
+            "postgres://app:s3cr3t@127.0.0.1/ajutant",
+        ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("listen = \"127.0.0.1:2222\""), "{stdout}");
+    assert!(stdout.contains("request_timeout_secs = 7"), "{stdout}");
+    assert!(stdout.contains("format = \"json\""), "{stdout}");
+    assert!(
+        stdout.contains("postgres://app:***@127.0.0.1/ajutant"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+}
+
+fn tamper(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER audit_events_refuse_update; \
+             UPDATE audit_events SET resource = 'thing/forged' WHERE seq = 12"
+        }
+        Backend::Postgres => {
+            "SET session_replication_role = replica; \
+             UPDATE audit_events SET resource = 'thing/forged' WHERE seq = 12"
+        }
+    }
+}
+
+async fn trail_of(backend: Backend, count: usize) -> TestDatabase {
+    let database = TestDatabase::create(backend).await.unwrap();
+    let store = database.store().await.unwrap();
+    let (log, writer) = AuditLog::start(store.clone(), 64);
+    for n in 0..count {
+        let event = AuditEvent::new(
+            Actor::system(),
+            "test.event",
+            format!("thing/{n}"),
+            Outcome::Allowed,
+        )
+        .with_details(serde_json::json!({ "n": n }));
+        log.append(event).await.unwrap();
+    }
+    drop(log);
+    writer.finish(Duration::from_secs(10)).await;
+    store.close().await;
+    database
+}
+
+both_databases!(
+    audit_verify_names_the_first_altered_record,
+    audit_export_writes_jsonl_and_csv_from_a_time,
+    serve_answers_then_stops_cleanly_on_sigterm,
+);
+
+async fn audit_verify_names_the_first_altered_record(backend: Backend) {
+    let database = trail_of(backend, 30).await;
+    let verify = || ajutant(&["audit", "verify", "--database-url", database.url()]);
+    let (code, stdout, stderr) = run(&mut verify());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("intact: 30 records"), "{stdout}");
+
+    database
+        .execute_as_superuser(tamper(backend))
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&mut verify());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("broken at record 12"), "{stderr}");
+    assert!(stderr.contains("altered"), "{stderr}");
+}
+
+async fn audit_export_writes_jsonl_and_csv_from_a_time(backend: Backend) {
+    let database = trail_of(backend, 25).await;
+    let (code, jsonl, stderr) = run(&mut ajutant(&[
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--database-url",
+        database.url(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let records: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 25);
+    assert_eq!(records[0]["seq"], 1);
+    assert_eq!(records[24]["resource"], "thing/24");
+    assert_eq!(records[1]["prev_hash"], records[0]["hash"]);
+
+    let since = records[10]["occurred_at"].as_str().unwrap().to_owned();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("audit.csv");
+    let (code, _, stderr) = run(ajutant(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--since",
+        &since,
+        "--database-url",
+        database.url(),
+        "--output",
+    ])
+    .arg(&path));
+    assert_eq!(code, 0, "{stderr}");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let seq_column = headers.iter().position(|h| h == "seq").unwrap();
+    let resource_column = headers.iter().position(|h| h == "resource").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 15, "records 11..=25");
+    assert_eq!(&rows[0][seq_column], "11");
+    assert_eq!(&rows[0][resource_column], "thing/10");
+
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "audit",
+        "export",
+        "--since",
+        "last tuesday",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+}
+
+async fn serve_answers_then_stops_cleanly_on_sigterm(backend: Backend) {
+    let database = TestDatabase::create(backend).await.unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = ajutant(&["serve"])
+        .env("AJUTANT_LISTEN", &listen)
+        .env("AJUTANT_DATABASE_URL", database.url())
+        .env("AJUTANT_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("http://{listen}/readyz")).send().await {
+            ready = response.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !ready {
+        let _ = server.kill();
+        panic!("serve did not become ready on {listen}");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || server.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    // JSON logs: every line parses.
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "{line}"
+        );
+    }
+
+    let store = database.store().await.unwrap();
+    let records = store.audit_page(0, None, 10).await.unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["server.started", "server.stopped"]);
+}
