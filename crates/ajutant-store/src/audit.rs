@@ -2,10 +2,18 @@
 //! reads that `audit verify` and `audit export` walk.
 //!
 //! Appends go through one writer task per process. It takes every event waiting in its queue
-//! (up to `max_batch`), writes them in one transaction and only then answers each caller, so a
-//! request still waits until its record is durable while a busy server pays one commit for many
-//! records. Instances sharing a PostgreSQL serialise on a transaction-scoped advisory lock while
-//! they read the chain head and append; SQLite writers serialise on `BEGIN IMMEDIATE`.
+//! (up to `max_batch`), writes them with one INSERT (one commit) and only then answers each
+//! caller, so a request still waits until its record is durable while a busy server pays one
+//! commit for many records.
+//!
+//! Writers on one database take turns: SQLite's `BEGIN IMMEDIATE` takes the write lock, and on
+//! PostgreSQL the same statement that opens the transaction takes a transaction-scoped advisory
+//! lock (one round trip), so instances queue fairly. The writer remembers the chain head it last
+//! wrote and seals the next batch after it without reading it again; if another instance
+//! appended in between, the batch's first `seq` (the primary key) is taken, the INSERT fails,
+//! and the writer reads the head under the lock and seals again, which then cannot fail the
+//! same way. A steady-state append is three round trips on PostgreSQL: begin-and-lock, INSERT,
+//! COMMIT.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +22,7 @@ use ajutant_core::audit::{
     Actor, ActorKind, AuditEvent, AuditRecord, ChainBreak, ChainBreakReason, ChainHash,
     ChainVerifier, Outcome, RequestOrigin,
 };
-use sqlx::QueryBuilder;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -23,15 +31,24 @@ use uuid::Uuid;
 use crate::db_time::DbTime;
 use crate::{Pool, Store, StoreError, on_pool};
 
-/// Key of the PostgreSQL advisory lock that serialises appends across instances
-/// (the bytes of "AUDITLOG").
-const CHAIN_LOCK_KEY: i64 = 0x4155_4449_544c_4f47;
+/// Opens the append transaction and takes the chain lock in one round trip (simple protocol
+/// allows both statements). The key is the bytes of "AUDITLOG".
+const POSTGRES_BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(4707744067223310151)";
+
+/// A stale remembered head costs one attempt; the second reads the head under the lock.
+const MAX_SEAL_ATTEMPTS: usize = 3;
 
 const HEAD_SQL: &str = "SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
 const INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, actor_name, \
      actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
      prev_hash, hash) ";
+
+const POSTGRES_UNNEST_INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, \
+     actor_name, actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
+     prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], \
+     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+     $12::text[], $13::text[], $14::text[], $15::text[])";
 
 const PAGE_SQL: &str = "SELECT seq, id, occurred_at, actor_id, actor_name, actor_kind, action, \
      resource, outcome, request_id, trace_id, client_addr, details, prev_hash, hash \
@@ -127,9 +144,10 @@ impl AuditWriter {
 
 async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Pending>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut head = None;
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
         let started = Instant::now();
-        let result = store.append_audit_batch(&batch).await;
+        let result = store.append_audit_batch(&mut head, &batch).await;
         metrics::histogram!("ajutant_audit_batch_size").record(batch.len() as f64);
         metrics::histogram!("ajutant_audit_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
@@ -159,64 +177,76 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Pending>, max_bat
     }
 }
 
-/// Reads the chain head and inserts the sealed batch inside the open transaction `$tx`.
-macro_rules! append_in_transaction {
-    ($tx:expr, $batch:expr) => {{
-        let head: Option<(i64, Uuid, String)> =
-            sqlx::query_as(HEAD_SQL).fetch_optional(&mut *$tx).await?;
-        let mut prev = match head {
-            Some((seq, id, hash)) => Some((seq, parse_hash(seq, id, "hash", &hash)?)),
-            None => None,
-        };
-        let mut records = Vec::with_capacity($batch.len());
-        for pending in $batch {
-            let record = AuditRecord::seal(&pending.event, pending.id, pending.occurred_at, prev);
-            prev = Some((record.seq, record.hash));
-            records.push(record);
-        }
-        let mut insert = QueryBuilder::new(INSERT_SQL);
-        insert.push_values(&records, |mut row, record| {
-            row.push_bind(record.seq)
-                .push_bind(record.id)
-                .push_bind(DbTime(record.occurred_at))
-                .push_bind(record.actor.id.as_str())
-                .push_bind(record.actor.display_name.as_str())
-                .push_bind(record.actor.kind.as_str())
-                .push_bind(record.action.as_str())
-                .push_bind(record.resource.as_str())
-                .push_bind(record.outcome.as_str())
-                .push_bind(record.origin.request_id.as_deref())
-                .push_bind(record.origin.trace_id.as_deref())
-                .push_bind(record.origin.client_addr.as_deref())
-                .push_bind(record.details.as_str())
-                .push_bind(record.prev_hash.to_hex())
-                .push_bind(record.hash.to_hex());
-        });
-        insert.build().execute(&mut *$tx).await?;
-        records
-    }};
+/// The last record of the chain: `None` while the chain is empty.
+type ChainHead = Option<(i64, ChainHash)>;
+
+/// How one try at appending a batch went.
+enum Attempt {
+    Written(Vec<AuditRecord>),
+    /// Another instance appended since this writer last did; its remembered head is stale.
+    StaleHead,
 }
 
 impl Store {
-    async fn append_audit_batch(&self, batch: &[Pending]) -> Result<Vec<AuditRecord>, StoreError> {
+    /// Appends `batch` after the chain head; `known_head` is the writer's memory of it (`None`
+    /// when unknown).
+    async fn append_audit_batch(
+        &self,
+        known_head: &mut Option<ChainHead>,
+        batch: &[Pending],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        for _ in 0..MAX_SEAL_ATTEMPTS {
+            match self.try_append(*known_head, batch).await {
+                Ok(Attempt::Written(records)) => {
+                    *known_head = Some(records.last().map(|r| (r.seq, r.hash)));
+                    return Ok(records);
+                }
+                Ok(Attempt::StaleHead) => {
+                    metrics::counter!("ajutant_audit_stale_head_total").increment(1);
+                    *known_head = None;
+                }
+                Err(error) => {
+                    // The outcome may be unknown (a commit can land unacknowledged): re-read.
+                    *known_head = None;
+                    return Err(error);
+                }
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// One transaction under the chain lock: head (remembered or read), seal, insert, commit.
+    async fn try_append(
+        &self,
+        known_head: Option<ChainHead>,
+        batch: &[Pending],
+    ) -> Result<Attempt, StoreError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                // IMMEDIATE takes the write lock before the head is read, so another process on
-                // the same file cannot slip a record in between.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let records = append_in_transaction!(tx, batch);
+                let head = match known_head {
+                    Some(head) => head,
+                    None => chain_head(sqlx::query_as(HEAD_SQL).fetch_optional(&mut *tx).await?)?,
+                };
+                let records = seal_batch(head, batch);
+                if let Err(error) = sqlite_insert(&records).build().execute(&mut *tx).await {
+                    return stale_or_failed(error);
+                }
                 tx.commit().await?;
-                Ok(records)
+                Ok(Attempt::Written(records))
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(CHAIN_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                let records = append_in_transaction!(tx, batch);
+                let mut tx = pool.begin_with(POSTGRES_BEGIN_LOCKED).await?;
+                let head = match known_head {
+                    Some(head) => head,
+                    None => chain_head(sqlx::query_as(HEAD_SQL).fetch_optional(&mut *tx).await?)?,
+                };
+                let records = seal_batch(head, batch);
+                if let Err(error) = postgres_insert(&records).execute(&mut *tx).await {
+                    return stale_or_failed(error);
+                }
                 tx.commit().await?;
-                Ok(records)
+                Ok(Attempt::Written(records))
             }
         }
     }
@@ -275,6 +305,84 @@ impl Store {
         });
         Ok(count)
     }
+}
+
+/// The head row as read, checked.
+fn chain_head(row: Option<(i64, Uuid, String)>) -> Result<ChainHead, StoreError> {
+    match row {
+        Some((seq, id, hash)) => Ok(Some((seq, parse_hash(seq, id, "hash", &hash)?))),
+        None => Ok(None),
+    }
+}
+
+/// A taken `seq` means the remembered head was stale; anything else is a failure. The
+/// transaction is rolled back when it is dropped.
+fn stale_or_failed(error: sqlx::Error) -> Result<Attempt, StoreError> {
+    match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Ok(Attempt::StaleHead),
+        other => Err(other.into()),
+    }
+}
+
+/// Seals `batch` as the records after `head`.
+fn seal_batch(head: ChainHead, batch: &[Pending]) -> Vec<AuditRecord> {
+    let mut prev = head;
+    let mut records = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let record = AuditRecord::seal(&pending.event, pending.id, pending.occurred_at, prev);
+        prev = Some((record.seq, record.hash));
+        records.push(record);
+    }
+    records
+}
+
+/// SQLite: one multi-row `INSERT ... VALUES`.
+fn sqlite_insert(records: &[AuditRecord]) -> QueryBuilder<'_, Sqlite> {
+    let mut insert = QueryBuilder::new(INSERT_SQL);
+    insert.push_values(records, |mut row, record| {
+        row.push_bind(record.seq)
+            .push_bind(record.id)
+            .push_bind(DbTime(record.occurred_at))
+            .push_bind(record.actor.id.as_str())
+            .push_bind(record.actor.display_name.as_str())
+            .push_bind(record.actor.kind.as_str())
+            .push_bind(record.action.as_str())
+            .push_bind(record.resource.as_str())
+            .push_bind(record.outcome.as_str())
+            .push_bind(record.origin.request_id.as_deref())
+            .push_bind(record.origin.trace_id.as_deref())
+            .push_bind(record.origin.client_addr.as_deref())
+            .push_bind(record.details.as_str())
+            .push_bind(record.prev_hash.to_hex())
+            .push_bind(record.hash.to_hex());
+    });
+    insert
+}
+
+/// PostgreSQL: one array per column through `UNNEST`, so every batch size is the same
+/// statement, prepared once per connection.
+fn postgres_insert(
+    records: &[AuditRecord],
+) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+    fn column<T>(records: &[AuditRecord], value: impl Fn(&AuditRecord) -> T) -> Vec<T> {
+        records.iter().map(value).collect()
+    }
+    sqlx::query(POSTGRES_UNNEST_INSERT_SQL)
+        .bind(column(records, |r| r.seq))
+        .bind(column(records, |r| r.id))
+        .bind(column(records, |r| r.occurred_at))
+        .bind(column(records, |r| r.actor.id.clone()))
+        .bind(column(records, |r| r.actor.display_name.clone()))
+        .bind(column(records, |r| r.actor.kind.as_str()))
+        .bind(column(records, |r| r.action.clone()))
+        .bind(column(records, |r| r.resource.clone()))
+        .bind(column(records, |r| r.outcome.as_str()))
+        .bind(column(records, |r| r.origin.request_id.clone()))
+        .bind(column(records, |r| r.origin.trace_id.clone()))
+        .bind(column(records, |r| r.origin.client_addr.clone()))
+        .bind(column(records, |r| r.details.clone()))
+        .bind(column(records, |r| r.prev_hash.to_hex()))
+        .bind(column(records, |r| r.hash.to_hex()))
 }
 
 #[derive(sqlx::FromRow)]

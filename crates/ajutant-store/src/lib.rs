@@ -1,7 +1,7 @@
 //! Ajutant's storage. One [`Store`] over SQLite (the embedded default) or PostgreSQL (production,
 //! several replicas), chosen once from the URL scheme. Portable SQL is written once and run on
 //! either pool through [`on_pool!`]; code is split per backend only where the SQL truly differs
-//! (locking the audit chain, migrations' DDL).
+//! (bulk inserts, catalogue queries, migrations' DDL).
 
 mod audit;
 mod db_time;
@@ -36,6 +36,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("other instances kept appending to the audit trail first; gave up after retrying")]
+    Contention,
     #[error("stored audit record {seq} (id {id}) cannot be read: {what}")]
     Corrupt {
         seq: i64,
@@ -195,15 +197,6 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
-    }
-
-    /// Runs one statement on the application's own connection, as-is. For tests and operator
-    /// tooling that must prove what the database refuses; never for request data.
-    pub async fn execute_raw(&self, statement: &str) -> Result<u64, StoreError> {
-        let statement = sqlx::AssertSqlSafe(statement.to_owned());
-        let done =
-            on_pool!(self, pool => sqlx::query(statement).execute(pool).await?.rows_affected());
-        Ok(done)
     }
 }
 

@@ -163,7 +163,7 @@ async fn two_instances_appending_to_one_database_keep_one_chain(backend: Backend
 }
 
 async fn the_applications_connection_cannot_change_the_trail(backend: Backend) {
-    let (_database, store) = database(backend).await;
+    let (database, store) = database(backend).await;
     append_many(&store, 3).await;
     let mut statements = vec![
         "UPDATE audit_events SET action = 'forged' WHERE seq = 2",
@@ -174,7 +174,7 @@ async fn the_applications_connection_cannot_change_the_trail(backend: Backend) {
         statements.push("TRUNCATE audit_events");
     }
     for statement in statements {
-        let error = store.execute_raw(statement).await.unwrap_err();
+        let error = database.execute(statement).await.unwrap_err();
         assert!(
             error.to_string().contains("append-only"),
             "{statement}: {error}"
@@ -204,7 +204,7 @@ async fn a_record_altered_behind_the_applications_back_is_named(backend: Backend
     let (database, store) = database(backend).await;
     append_many(&store, 20).await;
     database
-        .execute_as_superuser(&tamper_sql(
+        .execute(&tamper_sql(
             backend,
             "UPDATE audit_events SET outcome = 'allowed', actor_name = 'Mallory' WHERE seq = 7",
         ))
@@ -225,7 +225,7 @@ async fn a_record_removed_behind_the_applications_back_is_a_gap(backend: Backend
     let (database, store) = database(backend).await;
     append_many(&store, 10).await;
     database
-        .execute_as_superuser(&tamper_sql(
+        .execute(&tamper_sql(
             backend,
             "DELETE FROM audit_events WHERE seq = 4",
         ))

@@ -83,7 +83,7 @@ impl TestDatabase {
                         "PostgreSQL tests need a server at {admin} (set TEST_POSTGRES_URL, or run scripts/test)"
                     )
                 })?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
                     .execute(&mut connection)
                     .await?;
                 connection.close().await?;
@@ -121,22 +121,19 @@ impl TestDatabase {
         Ok(store)
     }
 
-    /// Runs `statement` as the administrator, outside the application: for tests that tamper
-    /// with data the way a database superuser could.
-    pub async fn execute_as_superuser(&self, statement: &str) -> anyhow::Result<()> {
+    /// Runs `statement` on a connection of its own with the application's credentials (in
+    /// tests, a superuser's): to prove what the database refuses, and to tamper with data the
+    /// way a superuser could.
+    pub async fn execute(&self, statement: &str) -> anyhow::Result<()> {
         match self.backend {
             Backend::Sqlite => {
                 let mut connection = sqlx::sqlite::SqliteConnection::connect(&self.url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-                    .execute(&mut connection)
-                    .await?;
+                sqlx::raw_sql(statement).execute(&mut connection).await?;
                 connection.close().await?;
             }
             Backend::Postgres => {
                 let mut connection = PgConnection::connect(&self.url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-                    .execute(&mut connection)
-                    .await?;
+                sqlx::raw_sql(statement).execute(&mut connection).await?;
                 connection.close().await?;
             }
         }
@@ -158,11 +155,9 @@ impl Drop for TestDatabase {
                 .build()?;
             runtime.block_on(async {
                 let mut connection = PgConnection::connect(&admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut connection)
-                .await?;
+                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut connection)
+                    .await?;
                 connection.close().await?;
                 anyhow::Ok(())
             })
