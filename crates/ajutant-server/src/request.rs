@@ -113,7 +113,7 @@ pub(crate) async fn envelope(mut request: Request, next: Next) -> Response {
 
     let elapsed = started.elapsed().as_secs_f64();
     let labels = [
-        ("method", method.to_string()),
+        ("method", method_label(&method).to_owned()),
         ("route", route),
         ("status", status.to_string()),
     ];
@@ -121,6 +121,22 @@ pub(crate) async fn envelope(mut request: Request, next: Next) -> Response {
     metrics::histogram!("ajutant_http_request_duration_seconds", &labels[..2]).record(elapsed);
     span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request finished"));
     response
+}
+
+/// Metric label for a method: any string is a valid HTTP method, so unknown ones are folded
+/// into one value to keep the series count bounded.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A caller's request id is kept if it is short, visible ASCII; anything else could smuggle
@@ -182,6 +198,13 @@ mod tests {
         assert_eq!(accepted_request_id(&headers(&"a".repeat(129))), None);
         assert_eq!(accepted_request_id(&headers("a b")), None);
         assert_eq!(accepted_request_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn invented_methods_share_one_metric_label() {
+        let invented = axum::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "other");
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
     }
 
     #[test]

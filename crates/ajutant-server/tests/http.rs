@@ -201,7 +201,7 @@ async fn the_openapi_document_passes_a_real_validator() {
 
 /// The Python that `scripts/test` prepared (with openapi-spec-validator).
 fn test_python() -> PathBuf {
-    std::env::var_os("AJUTANT_TEST_PYTHON")
+    std::env::var_os("TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
 }
