@@ -19,19 +19,26 @@ pub const GENESIS_HASH: ChainHash = ChainHash([0; 32]);
 /// Marks the canonical form's layout, so a future layout can be told apart.
 const CANONICAL_VERSION: &str = "ajutant.audit.v1";
 
-/// Detail keys whose values are replaced before a record is stored: the trail must never hold
-/// secrets, whatever a caller passes.
-const SECRET_KEY_PARTS: &[&str] = &[
+/// Words that mark a detail key as secret; its value is replaced before the record is stored,
+/// whatever a caller passes. Keys are split into words (`client_secret`, `clientSecret` and
+/// `client-secret` all contain `secret`), so usage counts such as `max_tokens` or
+/// `prompt_tokens` stay readable while `access_token` does not (nor, erring on the safe side,
+/// `token_count`).
+const SECRET_WORDS: &[&str] = &[
     "password",
+    "passwd",
+    "passphrase",
     "secret",
     "token",
-    "api_key",
     "apikey",
     "authorization",
     "cookie",
     "credential",
-    "private_key",
+    "credentials",
 ];
+
+/// Word pairs that mark a key as secret (`api_key`, `privateKey`).
+const SECRET_PAIRS: &[(&str, &str)] = &[("api", "key"), ("private", "key"), ("session", "id")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActorKind {
@@ -134,9 +141,13 @@ impl AuditEvent {
         outcome: Outcome,
     ) -> Self {
         Self {
-            actor,
-            action: action.into(),
-            resource: resource.into(),
+            actor: Actor {
+                id: without_nul(actor.id),
+                display_name: without_nul(actor.display_name),
+                kind: actor.kind,
+            },
+            action: without_nul(action.into()),
+            resource: without_nul(resource.into()),
             outcome,
             origin: RequestOrigin::default(),
             details: Value::Object(serde_json::Map::new()),
@@ -144,7 +155,11 @@ impl AuditEvent {
     }
 
     pub fn with_origin(mut self, origin: RequestOrigin) -> Self {
-        self.origin = origin;
+        self.origin = RequestOrigin {
+            request_id: origin.request_id.map(without_nul),
+            trace_id: origin.trace_id.map(without_nul),
+            client_addr: origin.client_addr.map(without_nul),
+        };
         self
     }
 
@@ -164,8 +179,7 @@ fn redact_secrets(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
-                let key = key.to_ascii_lowercase().replace('-', "_");
-                if SECRET_KEY_PARTS.iter().any(|part| key.contains(part)) {
+                if is_secret_key(key) {
                     *inner = Value::String(crate::secret::REDACTED.to_owned());
                 } else {
                     redact_secrets(inner);
@@ -174,6 +188,46 @@ fn redact_secrets(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(redact_secrets),
         _ => {}
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let words = key_words(key);
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        || words
+            .windows(2)
+            .any(|pair| SECRET_PAIRS.contains(&(pair[0].as_str(), pair[1].as_str())))
+}
+
+/// `clientSecret`, `client_secret`, `client-secret` and `client.secret` all give
+/// `["client", "secret"]`.
+fn key_words(key: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in key.chars() {
+        let boundary = !c.is_alphanumeric() || (c.is_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// NUL cannot be stored in a PostgreSQL text column; one caller's NUL must not fail the batch
+/// it shares with others, so it is replaced on the way in.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
 
@@ -436,13 +490,50 @@ mod tests {
         let event = event(0).with_details(json!({
             "user": "ada",
             "Authorization": "Bearer abc",
-            "nested": [{ "client_secret": "xyz", "api-key": "k" }],
+            "nested": [{ "client_secret": "xyz", "api-key": "k", "clientSecret": "cs" }],
+            "refreshToken": "rt",
+            "max_tokens": 512,
+            "token_count": 7,
+            "keyboard": "qwerty",
         }));
         let text = event.details().to_string();
-        for secret in ["Bearer abc", "xyz", "\"k\""] {
+        for secret in ["Bearer abc", "xyz", "\"k\"", "\"cs\"", "\"rt\""] {
             assert!(!text.contains(secret), "{text}");
         }
-        assert!(text.contains("ada"));
+        for kept in ["ada", "512", "qwerty"] {
+            assert!(text.contains(kept), "{text}");
+        }
+        assert_eq!(event.details()["token_count"], json!("[redacted]"));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_in_every_text_field() {
+        let event = AuditEvent::new(
+            Actor {
+                id: "a\0b".to_owned(),
+                display_name: "n\0".to_owned(),
+                kind: ActorKind::User,
+            },
+            "act\0ion",
+            "res\0",
+            Outcome::Allowed,
+        )
+        .with_origin(RequestOrigin {
+            request_id: Some("r\0".to_owned()),
+            ..RequestOrigin::default()
+        });
+        let texts = [
+            &event.actor.id,
+            &event.actor.display_name,
+            &event.action,
+            &event.resource,
+        ];
+        assert!(
+            texts
+                .iter()
+                .all(|t| !t.contains('\0') && t.contains('\u{FFFD}'))
+        );
+        assert_eq!(event.origin.request_id.as_deref(), Some("r\u{FFFD}"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
-use crate::secret::SecretString;
+use crate::secret::{REDACTED, SecretString};
 
 /// The commented example printed by `ajutant config example`; a unit test keeps it in step with
 /// the tree below.
@@ -116,6 +116,7 @@ pub enum LogFormat {
 pub struct TelemetryConfig {
     /// OTLP/HTTP endpoint of the operator's collector (e.g. `http://otel-collector:4318`).
     /// Unset means no export at all: nothing leaves the process.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub otlp_endpoint: Option<Url>,
     /// Extra headers for the collector (e.g. an API key); values are secrets.
     pub otlp_headers: BTreeMap<String, SecretString>,
@@ -172,23 +173,34 @@ impl DatabaseUrl {
     /// The URL with any password replaced, safe for logs and output.
     pub fn redacted(&self) -> String {
         match Url::parse(self.raw.expose()) {
-            Ok(mut url) if url.password().is_some() => {
-                // `***` because brackets would be percent-encoded in a URL. Only fails for URLs
-                // that cannot have a password, which this one has.
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            _ => self.raw.expose().to_owned(),
+            Ok(url) => redact_url(&url),
+            // Unparseable: it cannot be shown without risking what it holds.
+            Err(_) => format!("{}:{REDACTED}", self.kind_name()),
         }
     }
 
-    /// For PostgreSQL: the host, and whether the URL insists on TLS.
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            DatabaseKind::Sqlite => "sqlite",
+            DatabaseKind::Postgres => "postgres",
+        }
+    }
+
+    /// For PostgreSQL: the host the driver will connect to, and whether the URL insists on TLS.
+    /// The driver also reads `host`, `sslmode` and `ssl-mode` from the query string.
     fn postgres_transport(&self) -> Option<(String, bool)> {
         let url = Url::parse(self.raw.expose()).ok()?;
-        let host = url.host_str().unwrap_or("localhost").to_owned();
-        let tls = url.query_pairs().any(|(key, value)| {
-            key == "sslmode" && matches!(&*value, "require" | "verify-ca" | "verify-full")
-        });
+        let mut host = url.host_str().unwrap_or("localhost").to_owned();
+        let mut tls = false;
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "host" => host = value.into_owned(),
+                "sslmode" | "ssl-mode" => {
+                    tls = matches!(&*value, "require" | "verify-ca" | "verify-full");
+                }
+                _ => {}
+            }
+        }
         Some((host, tls))
     }
 }
@@ -362,6 +374,42 @@ impl Config {
     }
 }
 
+/// A URL safe to print: the password, and any query parameter that looks like one, replaced
+/// (`***`, because brackets would be percent-encoded in a URL).
+fn redact_url(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a password, which this one has.
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let secret = matches!(&*key, "password" | "sslpassword" | "token" | "key");
+                let value = if secret {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+fn serialize_redacted_url<S: Serializer>(
+    url: &Option<Url>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_str(&redact_url(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -443,13 +491,13 @@ mod tests {
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = load("[server]\nlisten = \"127.0.0.1:9\"\nlisen_port = 3\n", &[]).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("lisen_port"), "{message}");
+        assert!(message.contains("`lisen_port`"), "{message}");
     }
 
     #[test]
     fn an_unknown_environment_key_is_an_error_that_names_it() {
         let err = load("", &[("AJUTANT_SERVER__TIMEOUT", "3")]).unwrap_err();
-        assert!(err.to_string().contains("timeout"), "{err}");
+        assert!(err.to_string().contains("`timeout`"), "{err}");
     }
 
     #[test]
@@ -510,6 +558,20 @@ mod tests {
     }
 
     #[test]
+    fn production_sees_the_host_and_tls_mode_given_as_parameters() {
+        let hidden_host = load(
+            "mode = \"production\"\n[database]\nurl = \"postgres://localhost/a?host=db.internal\"\n",
+            &[],
+        );
+        assert!(hidden_host.is_err());
+        let dashed = load(
+            "mode = \"production\"\n[database]\nurl = \"postgres://db.internal/a?ssl-mode=require\"\n",
+            &[],
+        );
+        assert!(dashed.is_ok());
+    }
+
+    #[test]
     fn production_accepts_tls_and_loopback() {
         let config = load(
             "mode = \"production\"\n[database]\nurl = \"postgres://app:pw@db.internal/a?sslmode=verify-full\"\n\
@@ -538,6 +600,8 @@ mod tests {
         assert!(!printed.contains("k3y"), "{printed}");
         assert!(printed.contains("[redacted]"), "{printed}");
         assert!(printed.contains("postgres://app:***@db/a"), "{printed}");
+        let query: DatabaseUrl = "postgres://db/a?user=app&password=pw9".parse().unwrap();
+        assert!(!query.redacted().contains("pw9"), "{}", query.redacted());
         assert!(!format!("{config:?}").contains("s3cret"));
         // What is printed is itself a valid configuration.
         let reparsed: Result<Config, _> = Figment::from(Toml::string(&printed)).extract();

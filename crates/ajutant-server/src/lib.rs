@@ -21,7 +21,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// How long the audit writer may take to write what is queued at shutdown.
+/// How long the audit writer may take to write what is queued at shutdown, and the database
+/// pool to close.
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
 /// What every handler can reach. Cheap to clone.
@@ -106,8 +107,14 @@ pub async fn run(
     if let Err(error) = audit.append(stopped).await {
         tracing::error!(%error, "cannot record the stop in the audit trail");
     }
-    drop(audit);
     audit_writer.finish(AUDIT_DRAIN).await;
-    store.close().await;
+    // Requests still running past the grace period may hold pooled connections; do not wait
+    // on them forever.
+    if tokio::time::timeout(AUDIT_DRAIN, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at exit; closing anyway");
+    }
     outcome
 }

@@ -38,6 +38,12 @@ impl Telemetry {
     }
 }
 
+/// Checks `log.filter` the way [`init`] will parse it, so `config check` catches a bad one.
+pub fn check_filter(filter: &str) -> Result<(), TelemetryError> {
+    EnvFilter::try_new(filter)?;
+    Ok(())
+}
+
 /// Installs the process-wide subscriber. Call once, before the async runtime starts: the OTLP
 /// exporter runs its own blocking HTTP client on its own thread.
 pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {

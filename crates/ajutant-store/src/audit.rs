@@ -7,13 +7,13 @@
 //! commit for many records.
 //!
 //! Writers on one database take turns: SQLite's `BEGIN IMMEDIATE` takes the write lock, and on
-//! PostgreSQL the same statement that opens the transaction takes a transaction-scoped advisory
-//! lock (one round trip), so instances queue fairly. The writer remembers the chain head it last
-//! wrote and seals the next batch after it without reading it again; if another instance
-//! appended in between, the batch's first `seq` (the primary key) is taken, the INSERT fails,
-//! and the writer reads the head under the lock and seals again, which then cannot fail the
-//! same way. A steady-state append is three round trips on PostgreSQL: begin-and-lock, INSERT,
-//! COMMIT.
+//! PostgreSQL the first statement of the transaction takes a transaction-scoped advisory lock
+//! (waiters queue in order). The writer remembers the chain head it last
+//! wrote and seals the next batch after it without reading it again. The INSERT itself checks
+//! that the newest stored hash is still that head and inserts nothing otherwise (another
+//! instance appended, or the database lost commits in a fail-over or restore); the writer then
+//! reads the head under the lock and seals again. A steady-state append is four round trips on
+//! PostgreSQL: BEGIN, lock, INSERT, COMMIT.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,12 +33,23 @@ use crate::{Pool, Store, StoreError, on_pool};
 
 /// Opens the append transaction and takes the chain lock in one round trip (simple protocol
 /// allows both statements). The key is the bytes of "AUDITLOG".
-const POSTGRES_BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(4707744067223310151)";
+/// Key of the PostgreSQL advisory lock that serialises appends across instances (the bytes of
+/// "AUDITLOG"). It is taken inside a transaction begun explicitly READ COMMITTED: under a
+/// stricter default the head read under the lock would see the snapshot from before the lock
+/// was granted. (Sending the lock with the BEGIN would save a round trip, but a failed lock
+/// there leaves sqlx unaware of the aborted transaction, and the connection would go back to
+/// the pool broken.)
+const CHAIN_LOCK_KEY: i64 = 0x4155_4449_544c_4f47;
 
 /// A stale remembered head costs one attempt; the second reads the head under the lock.
 const MAX_SEAL_ATTEMPTS: usize = 3;
 
 const HEAD_SQL: &str = "SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+/// Appended to an `INSERT ... SELECT`: insert only if the newest stored hash is the one the
+/// batch was sealed after (NULL for an empty chain; `IS NOT DISTINCT FROM` compares NULLs).
+const HEAD_GUARD_SQL: &str = " WHERE (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) \
+     IS NOT DISTINCT FROM ";
 
 const INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, actor_name, \
      actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
@@ -48,7 +59,8 @@ const POSTGRES_UNNEST_INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occ
      actor_name, actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
      prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], \
      $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-     $12::text[], $13::text[], $14::text[], $15::text[])";
+     $12::text[], $13::text[], $14::text[], $15::text[])\
+     WHERE (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) IS NOT DISTINCT FROM $16";
 
 const PAGE_SQL: &str = "SELECT seq, id, occurred_at, actor_id, actor_name, actor_kind, action, \
      resource, outcome, request_id, trace_id, client_addr, details, prev_hash, hash \
@@ -98,11 +110,12 @@ pub struct AuditLog {
     queue: mpsc::Sender<Pending>,
 }
 
-/// The writer task; [`AuditWriter::finish`] waits for it to write what is queued once every
-/// [`AuditLog`] handle is gone.
+/// The writer task. [`AuditWriter::finish`] stops it taking new events, lets it write what is
+/// already queued, and waits for that.
 #[derive(Debug)]
 pub struct AuditWriter {
     task: JoinHandle<()>,
+    close: oneshot::Sender<()>,
 }
 
 impl AuditLog {
@@ -110,8 +123,9 @@ impl AuditLog {
     pub fn start(store: Store, max_batch: usize) -> (AuditLog, AuditWriter) {
         let max_batch = max_batch.max(1);
         let (queue, receiver) = mpsc::channel(max_batch * 4);
-        let task = tokio::spawn(write_loop(store, receiver, max_batch));
-        (AuditLog { queue }, AuditWriter { task })
+        let (close, closed) = oneshot::channel();
+        let task = tokio::spawn(write_loop(store, receiver, closed, max_batch));
+        (AuditLog { queue }, AuditWriter { task, close })
     }
 
     /// Appends `event` and returns once it is committed to the database.
@@ -132,8 +146,10 @@ impl AuditLog {
 }
 
 impl AuditWriter {
-    /// Waits (up to `deadline`) for the writer to drain its queue after the last handle dropped.
+    /// Closes the queue (later appends get [`AuditError::WriterStopped`]), writes what is in it,
+    /// and waits up to `deadline` for that.
     pub async fn finish(self, deadline: Duration) {
+        let _ = self.close.send(());
         let abort = self.task.abort_handle();
         if tokio::time::timeout(deadline, self.task).await.is_err() {
             tracing::error!("audit writer did not drain within {deadline:?}; stopping it");
@@ -142,10 +158,26 @@ impl AuditWriter {
     }
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Pending>, max_batch: usize) {
+async fn write_loop(
+    store: Store,
+    mut receiver: mpsc::Receiver<Pending>,
+    mut closed: oneshot::Receiver<()>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut head = None;
-    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut batch, max_batch) => received,
+            _ = &mut closed, if !closed.is_terminated() => {
+                // New appends are refused from here; what is queued is still written.
+                receiver.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let started = Instant::now();
         let result = store.append_audit_batch(&mut head, &batch).await;
         metrics::histogram!("ajutant_audit_batch_size").record(batch.len() as f64);
@@ -229,24 +261,35 @@ impl Store {
                     None => chain_head(sqlx::query_as(HEAD_SQL).fetch_optional(&mut *tx).await?)?,
                 };
                 let records = seal_batch(head, batch);
-                if let Err(error) = sqlite_insert(&records).build().execute(&mut *tx).await {
-                    return stale_or_failed(error);
+                let inserted = sqlite_insert(head, &records)
+                    .build()
+                    .execute(&mut *tx)
+                    .await;
+                let attempt = settle(inserted.map(|done| done.rows_affected()), records)?;
+                if matches!(attempt, Attempt::Written(_)) {
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
-                Ok(Attempt::Written(records))
+                Ok(attempt)
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin_with(POSTGRES_BEGIN_LOCKED).await?;
+                let mut tx = pool
+                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHAIN_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
                 let head = match known_head {
                     Some(head) => head,
                     None => chain_head(sqlx::query_as(HEAD_SQL).fetch_optional(&mut *tx).await?)?,
                 };
                 let records = seal_batch(head, batch);
-                if let Err(error) = postgres_insert(&records).execute(&mut *tx).await {
-                    return stale_or_failed(error);
+                let inserted = postgres_insert(head, &records).execute(&mut *tx).await;
+                let attempt = settle(inserted.map(|done| done.rows_affected()), records)?;
+                if matches!(attempt, Attempt::Written(_)) {
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
-                Ok(Attempt::Written(records))
+                Ok(attempt)
             }
         }
     }
@@ -315,12 +358,18 @@ fn chain_head(row: Option<(i64, Uuid, String)>) -> Result<ChainHead, StoreError>
     }
 }
 
-/// A taken `seq` means the remembered head was stale; anything else is a failure. The
-/// transaction is rolled back when it is dropped.
-fn stale_or_failed(error: sqlx::Error) -> Result<Attempt, StoreError> {
-    match error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Ok(Attempt::StaleHead),
-        other => Err(other.into()),
+/// What a guarded INSERT's outcome means. Nothing inserted, or a taken `seq`, means the head the
+/// batch was sealed after is no longer the chain's head; the transaction is then rolled back
+/// when it is dropped.
+fn settle(
+    inserted: Result<u64, sqlx::Error>,
+    records: Vec<AuditRecord>,
+) -> Result<Attempt, StoreError> {
+    match inserted {
+        Ok(rows) if rows == records.len() as u64 => Ok(Attempt::Written(records)),
+        Ok(_) => Ok(Attempt::StaleHead),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Attempt::StaleHead),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -336,9 +385,10 @@ fn seal_batch(head: ChainHead, batch: &[Pending]) -> Vec<AuditRecord> {
     records
 }
 
-/// SQLite: one multi-row `INSERT ... VALUES`.
-fn sqlite_insert(records: &[AuditRecord]) -> QueryBuilder<'_, Sqlite> {
+/// SQLite: one multi-row `INSERT ... SELECT * FROM (VALUES ...)`, guarded by the head.
+fn sqlite_insert(head: ChainHead, records: &[AuditRecord]) -> QueryBuilder<'_, Sqlite> {
     let mut insert = QueryBuilder::new(INSERT_SQL);
+    insert.push("SELECT * FROM (");
     insert.push_values(records, |mut row, record| {
         row.push_bind(record.seq)
             .push_bind(record.id)
@@ -356,12 +406,16 @@ fn sqlite_insert(records: &[AuditRecord]) -> QueryBuilder<'_, Sqlite> {
             .push_bind(record.prev_hash.to_hex())
             .push_bind(record.hash.to_hex());
     });
+    insert.push(")");
+    insert.push(HEAD_GUARD_SQL);
+    insert.push_bind(head.map(|(_, hash)| hash.to_hex()));
     insert
 }
 
 /// PostgreSQL: one array per column through `UNNEST`, so every batch size is the same
-/// statement, prepared once per connection.
+/// statement, prepared once per connection; guarded by the head.
 fn postgres_insert(
+    head: ChainHead,
     records: &[AuditRecord],
 ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
     fn column<T>(records: &[AuditRecord], value: impl Fn(&AuditRecord) -> T) -> Vec<T> {
@@ -383,6 +437,7 @@ fn postgres_insert(
         .bind(column(records, |r| r.details.clone()))
         .bind(column(records, |r| r.prev_hash.to_hex()))
         .bind(column(records, |r| r.hash.to_hex()))
+        .bind(head.map(|(_, hash)| hash.to_hex()))
 }
 
 #[derive(sqlx::FromRow)]

@@ -47,6 +47,8 @@ async fn append_many(store: &Store, count: usize) {
 
 both_databases!(
     migrations_are_pending_then_current,
+    a_closed_writer_refuses_new_events_after_writing_queued_ones,
+    a_head_that_moved_behind_the_writers_back_is_reread,
     appended_records_read_back_exactly,
     concurrent_appends_from_50_tasks_all_verify,
     two_instances_appending_to_one_database_keep_one_chain,
@@ -135,25 +137,26 @@ async fn concurrent_appends_from_50_tasks_all_verify(backend: Backend) {
 async fn two_instances_appending_to_one_database_keep_one_chain(backend: Backend) {
     let (database, first) = database(backend).await;
     let second = database.store().await.unwrap();
-    let mut tasks = Vec::new();
+    let mut appenders = Vec::new();
+    let mut writers = Vec::new();
     for store in [first.clone(), second] {
         let (log, writer) = AuditLog::start(store, 64);
         let log = Arc::new(log);
         for task in 0..8 {
             let log = Arc::clone(&log);
-            tasks.push(tokio::spawn(async move {
+            appenders.push(tokio::spawn(async move {
                 for n in 0..100 {
                     log.append(event(task * 100 + n)).await.unwrap();
                 }
             }));
         }
-        tasks.push(tokio::spawn(async move {
-            drop(log);
-            writer.finish(std::time::Duration::from_secs(30)).await;
-        }));
+        writers.push(writer);
     }
-    for task in tasks {
-        task.await.unwrap();
+    for appender in appenders {
+        appender.await.unwrap();
+    }
+    for writer in writers {
+        writer.finish(std::time::Duration::from_secs(30)).await;
     }
     assert_eq!(first.audit_count().await.unwrap(), 1600);
     assert!(matches!(
@@ -267,4 +270,60 @@ async fn since_filters_by_time_in_chain_order(backend: Backend) {
     assert_eq!(since, expected);
     assert!(since.contains(&12));
     assert!(!since.contains(&1));
+}
+
+async fn a_closed_writer_refuses_new_events_after_writing_queued_ones(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 8);
+    let queued: Vec<_> = (0..20)
+        .map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(event(n)).await })
+        })
+        .collect();
+    // Let every append reach the queue before closing it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    writer.finish(std::time::Duration::from_secs(10)).await;
+    for append in queued {
+        assert!(append.await.unwrap().is_ok());
+    }
+    let late = log.append(event(99)).await;
+    assert!(
+        matches!(late, Err(ajutant_store::AuditError::WriterStopped)),
+        "{late:?}"
+    );
+    assert_eq!(store.audit_count().await.unwrap(), 20);
+}
+
+/// Another writer appended, and then the database lost records behind this writer's back (as
+/// after a fail-over or restore): its remembered head is wrong both ways, and it must notice.
+async fn a_head_that_moved_behind_the_writers_back_is_reread(backend: Backend) {
+    let (database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 8);
+    for n in 0..5 {
+        log.append(event(n)).await.unwrap();
+    }
+    // Ahead of the database: the last two records vanish.
+    let tamper = match backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER audit_events_refuse_delete; DELETE FROM audit_events WHERE seq > 3"
+        }
+        Backend::Postgres => {
+            "ALTER TABLE audit_events DISABLE TRIGGER USER; DELETE FROM audit_events WHERE seq > 3; \
+             ALTER TABLE audit_events ENABLE TRIGGER USER"
+        }
+    };
+    database.execute(tamper).await.unwrap();
+    let receipt = log.append(event(5)).await.unwrap();
+    assert_eq!(receipt.seq, 4);
+    // Behind the database: a second instance appends.
+    let (other, other_writer) = AuditLog::start(store.clone(), 8);
+    assert_eq!(other.append(event(6)).await.unwrap().seq, 5);
+    other_writer.finish(std::time::Duration::from_secs(5)).await;
+    assert_eq!(log.append(event(7)).await.unwrap().seq, 6);
+    writer.finish(std::time::Duration::from_secs(5)).await;
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ChainStatus::Intact { records: 6, .. }
+    ));
 }

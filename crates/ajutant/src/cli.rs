@@ -42,7 +42,8 @@ pub struct Cli {
         value_name = "URL",
         hide_env_values = true
     )]
-    database_url: Option<DatabaseUrl>,
+    // Taken as text and parsed afterwards, so a bad value is never echoed with its password.
+    database_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -86,17 +87,10 @@ enum AuditCommand {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let overrides = Overrides {
-        listen: match &cli.command {
-            Command::Serve(args) => args.listen,
-            _ => None,
-        },
-        database_url: cli.database_url.clone(),
-    };
     if let Command::Config(ConfigCommand::Example) = cli.command {
         return write_stdout(config::EXAMPLE);
     }
-    let config = match Config::load(cli.config.as_deref(), std::env::vars(), &overrides) {
+    let config = match load_config(&cli) {
         Ok(config) => config,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "ajutant: {error}");
@@ -125,6 +119,30 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_commands::export(store, args)
         })),
     }
+}
+
+/// Every source, then the checks only the edges can make (the log filter's syntax).
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let database_url = match &cli.database_url {
+        Some(raw) => Some(
+            raw.parse::<DatabaseUrl>()
+                .map_err(|error| anyhow::anyhow!("--database-url: {error}"))?,
+        ),
+        None => None,
+    };
+    let overrides = Overrides {
+        listen: match &cli.command {
+            Command::Serve(args) => args.listen,
+            _ => None,
+        },
+        database_url,
+    };
+    // Variables that are not UTF-8 cannot be Ajutant's; skipping them beats a panic.
+    let env = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)));
+    let config = Config::load(cli.config.as_deref(), env, &overrides)?;
+    telemetry::check_filter(&config.log.filter)?;
+    Ok(config)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

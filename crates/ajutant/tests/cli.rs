@@ -50,7 +50,25 @@ fn config_check_names_an_unknown_key() {
     let file = config_file("[server]\nlisten = \"127.0.0.1:8080\"\nbody_limit = 5\n");
     let (code, _, stderr) = run(ajutant(&["config", "check", "--config"]).arg(file.path()));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("body_limit"), "{stderr}");
+    assert!(stderr.contains("`body_limit`"), "{stderr}");
+}
+
+#[test]
+fn a_bad_database_url_or_log_filter_is_refused_without_echoing_secrets() {
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "config",
+        "check",
+        "--database-url",
+        "mysql://app:pa55word@db/ajutant",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("\"mysql\""), "{stderr}");
+    assert!(!stderr.contains("pa55word"), "{stderr}");
+
+    let (code, _, stderr) =
+        run(ajutant(&["config", "check"]).env("AJUTANT_LOG__FILTER", "info,[[["));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("log.filter"), "{stderr}");
 }
 
 #[test]
