@@ -164,6 +164,22 @@ async fn start_and_stop_are_in_the_audit_trail(backend: Backend) {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_with_a_problem_when_the_database_is_gone() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.database().cut_off().await.unwrap();
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    // Unreachable, or still being retried when the probe's 2 s are up: either way, not ready.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("the database"), "{detail}");
+    // Liveness does not depend on the database.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_openapi_document_passes_a_real_validator() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -141,6 +141,25 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// PostgreSQL only: refuses new connections to this database and ends the open ones, as an
+    /// outage would. Returns an error for SQLite, which has no server to lose.
+    pub async fn cut_off(&self) -> anyhow::Result<()> {
+        let Some(name) = &self.postgres_name else {
+            anyhow::bail!("only a PostgreSQL database can be cut off");
+        };
+        let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
+        sqlx::raw_sql(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .execute(&mut admin)
+        .await?;
+        admin.close().await?;
+        Ok(())
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.postgres_name.take() else {
@@ -250,6 +269,14 @@ impl TestApp {
 
     pub fn database_kind(&self) -> DatabaseKind {
         self.config.database.url.kind()
+    }
+
+    /// The app's database (for tests that act on it directly).
+    pub fn database(&self) -> &TestDatabase {
+        match &self.database {
+            Some(database) => database,
+            None => panic!("the app was stopped"),
+        }
     }
 
     /// A store of its own on the app's database, for assertions.
