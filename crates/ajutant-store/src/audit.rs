@@ -342,6 +342,17 @@ impl Store {
         }
     }
 
+    /// The position of the record whose hash is `hash`, if the chain holds it.
+    pub async fn audit_seq_of_hash(&self, hash: ChainHash) -> Result<Option<i64>, StoreError> {
+        let seq = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT seq FROM audit_events WHERE hash = $1")
+                .bind(hash.to_hex())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(seq)
+    }
+
     pub async fn audit_count(&self) -> Result<i64, StoreError> {
         let count = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(pool).await?

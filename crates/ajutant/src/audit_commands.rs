@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use ajutant_core::audit::AuditRecord;
+use ajutant_core::audit::{AuditRecord, ChainHash};
 use ajutant_store::{ChainStatus, Store};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -20,13 +20,35 @@ pub enum Verdict {
     Broken(String),
 }
 
-pub async fn verify(store: Store) -> anyhow::Result<Verdict> {
-    Ok(match store.verify_audit_chain().await? {
-        ChainStatus::Intact { records, head } => Verdict::Intact(format!(
-            "audit chain intact: {records} records, head hash {head}\n"
-        )),
-        ChainStatus::Broken(broken) => Verdict::Broken(broken.to_string()),
-    })
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A head hash printed by an earlier `audit verify` and kept outside the database. The
+    /// chain alone cannot show that records were cut off its end; the anchor can: it must
+    /// still be in the chain.
+    #[arg(long, value_name = "HASH", value_parser = parse_hash)]
+    anchor: Vec<ChainHash>,
+}
+
+fn parse_hash(text: &str) -> Result<ChainHash, String> {
+    ChainHash::from_hex(text).ok_or_else(|| format!("{text:?} is not a SHA-256 hash in hex"))
+}
+
+pub async fn verify(store: Store, args: VerifyArgs) -> anyhow::Result<Verdict> {
+    let (records, head) = match store.verify_audit_chain().await? {
+        ChainStatus::Intact { records, head } => (records, head),
+        ChainStatus::Broken(broken) => return Ok(Verdict::Broken(broken.to_string())),
+    };
+    for anchor in &args.anchor {
+        if store.audit_seq_of_hash(*anchor).await?.is_none() {
+            return Ok(Verdict::Broken(format!(
+                "audit chain intact but anchor {anchor} is missing: records were removed from \
+                 its end, or the trail was replaced"
+            )));
+        }
+    }
+    Ok(Verdict::Intact(format!(
+        "audit chain intact: {records} records, head hash {head}\n"
+    )))
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use ajutant_store::Store;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit_commands::{self, ExportArgs, Verdict};
+use crate::audit_commands::{self, ExportArgs, Verdict, VerifyArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,7 +81,7 @@ enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain; name the first record that does not fit.
-    Verify,
+    Verify(VerifyArgs),
     /// Write records as JSON Lines or CSV.
     Export(ExportArgs),
 }
@@ -105,8 +105,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Example) => write_stdout(config::EXAMPLE),
         Command::Serve(_) => report(serve(config)),
         Command::Migrate => report(with_runtime(&config, migrate)),
-        Command::Audit(AuditCommand::Verify) => {
-            match with_runtime(&config, audit_commands::verify) {
+        Command::Audit(AuditCommand::Verify(args)) => {
+            match with_runtime(&config, |store| audit_commands::verify(store, args)) {
                 Ok(Verdict::Intact(message)) => write_stdout(&message),
                 Ok(Verdict::Broken(message)) => {
                     let _ = writeln!(std::io::stderr(), "{message}");

@@ -162,11 +162,43 @@ async fn audit_verify_names_the_first_altered_record(backend: Backend) {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("intact: 30 records"), "{stdout}");
 
+    let anchor_at_20 = hash_of_record(&database, 20).await;
+
+    // Cut the last ten records off: the chain still verifies, the anchor does not.
+    let truncate = match backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER audit_events_refuse_delete; DELETE FROM audit_events WHERE seq > 20"
+        }
+        Backend::Postgres => {
+            "SET session_replication_role = replica; DELETE FROM audit_events WHERE seq > 20"
+        }
+    };
+    database.execute(truncate).await.unwrap();
+    let (code, _, stderr) = run(&mut verify());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(verify().args(["--anchor", &anchor_at_20]));
+    assert_eq!(code, 0, "{stderr}");
+    let head_of_30 = stdout.split("head hash ").nth(1).unwrap().trim().to_owned();
+    let (code, _, stderr) = run(verify().args(["--anchor", &head_of_30]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("anchor") && stderr.contains("missing"),
+        "{stderr}"
+    );
+
     database.execute(tamper(backend)).await.unwrap();
     let (code, _, stderr) = run(&mut verify());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("broken at record 12"), "{stderr}");
     assert!(stderr.contains("altered"), "{stderr}");
+}
+
+/// The hash of record `seq`, as an operator would have noted it.
+async fn hash_of_record(database: &TestDatabase, seq: i64) -> String {
+    let store = database.store().await.unwrap();
+    let record = store.audit_page(seq - 1, None, 1).await.unwrap().remove(0);
+    store.close().await;
+    record.hash.to_hex()
 }
 
 async fn audit_export_writes_jsonl_and_csv_from_a_time(backend: Backend) {
