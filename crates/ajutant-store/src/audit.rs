@@ -31,8 +31,6 @@ use uuid::Uuid;
 use crate::db_time::DbTime;
 use crate::{Pool, Store, StoreError, on_pool};
 
-/// Opens the append transaction and takes the chain lock in one round trip (simple protocol
-/// allows both statements). The key is the bytes of "AUDITLOG".
 /// Key of the PostgreSQL advisory lock that serialises appends across instances (the bytes of
 /// "AUDITLOG"). It is taken inside a transaction begun explicitly READ COMMITTED: under a
 /// stricter default the head read under the lock would see the snapshot from before the lock
@@ -44,28 +42,46 @@ const CHAIN_LOCK_KEY: i64 = 0x4155_4449_544c_4f47;
 /// A stale remembered head costs one attempt; the second reads the head under the lock.
 const MAX_SEAL_ATTEMPTS: usize = 3;
 
+/// Every column, in the order the inserts bind and the reads decode them. A macro so the SQL
+/// below can be assembled with `concat!` at compile time.
+macro_rules! columns {
+    () => {
+        "seq, id, occurred_at, actor_id, actor_name, actor_kind, action, resource, outcome, \
+         request_id, trace_id, client_addr, details, prev_hash, hash"
+    };
+}
+
+/// The newest stored hash: NULL for an empty chain.
+macro_rules! newest_hash {
+    () => {
+        "(SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1)"
+    };
+}
+
 const HEAD_SQL: &str = "SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
-/// Appended to an `INSERT ... SELECT`: insert only if the newest stored hash is the one the
-/// batch was sealed after (NULL for an empty chain; `IS NOT DISTINCT FROM` compares NULLs).
-const HEAD_GUARD_SQL: &str = " WHERE (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) \
-     IS NOT DISTINCT FROM ";
+/// SQLite's insert is `INSERT_SQL` + `SELECT * FROM (VALUES ...)` + `HEAD_GUARD_SQL` + the head:
+/// it inserts only if the newest stored hash is the one the batch was sealed after
+/// (`IS NOT DISTINCT FROM` also matches NULL, the empty chain).
+const INSERT_SQL: &str = concat!("INSERT INTO audit_events (", columns!(), ") ");
+const HEAD_GUARD_SQL: &str = concat!(" WHERE ", newest_hash!(), " IS NOT DISTINCT FROM ");
 
-const INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, actor_name, \
-     actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
-     prev_hash, hash) ";
+/// PostgreSQL's: one array per column, the same guard.
+const POSTGRES_UNNEST_INSERT_SQL: &str = concat!(
+    "INSERT INTO audit_events (",
+    columns!(),
+    ") SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
+     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+     $13::text[], $14::text[], $15::text[]) WHERE ",
+    newest_hash!(),
+    " IS NOT DISTINCT FROM $16"
+);
 
-const POSTGRES_UNNEST_INSERT_SQL: &str = "INSERT INTO audit_events (seq, id, occurred_at, actor_id, \
-     actor_name, actor_kind, action, resource, outcome, request_id, trace_id, client_addr, details, \
-     prev_hash, hash) SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], \
-     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-     $12::text[], $13::text[], $14::text[], $15::text[])\
-     WHERE (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) IS NOT DISTINCT FROM $16";
-
-const PAGE_SQL: &str = "SELECT seq, id, occurred_at, actor_id, actor_name, actor_kind, action, \
-     resource, outcome, request_id, trace_id, client_addr, details, prev_hash, hash \
-     FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR occurred_at >= $2) \
-     ORDER BY seq LIMIT $3";
+const PAGE_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR occurred_at >= $2) ORDER BY seq LIMIT $3"
+);
 
 const VERIFY_PAGE: i64 = 1000;
 
@@ -111,7 +127,8 @@ pub struct AuditLog {
 }
 
 /// The writer task. [`AuditWriter::finish`] stops it taking new events, lets it write what is
-/// already queued, and waits for that.
+/// already queued, and waits for that. Dropping it unfinished closes the queue the same way,
+/// without waiting.
 #[derive(Debug)]
 pub struct AuditWriter {
     task: JoinHandle<()>,

@@ -76,18 +76,9 @@ impl TestDatabase {
                 })
             }
             Backend::Postgres => {
-                let admin = postgres_admin_url();
                 let name = format!("ajutant_test_{}", uuid::Uuid::new_v4().simple());
-                let mut connection = PgConnection::connect(&admin).await.with_context(|| {
-                    format!(
-                        "PostgreSQL tests need a server at {admin} (set TEST_POSTGRES_URL, or run scripts/test)"
-                    )
-                })?;
-                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut connection)
-                    .await?;
-                connection.close().await?;
-                let url = database_url_for(&admin, &name)?;
+                as_postgres_admin(&format!("CREATE DATABASE {name}")).await?;
+                let url = database_url_for(&postgres_admin_url(), &name)?;
                 Ok(Self {
                     url,
                     backend,
@@ -139,24 +130,32 @@ impl TestDatabase {
         }
         Ok(())
     }
-}
 
-impl TestDatabase {
+    /// Runs `statement` with the append-only guards out of the way, as a database superuser
+    /// could: on PostgreSQL for this session only (`session_replication_role = replica`); on
+    /// SQLite the guard triggers are dropped and stay dropped.
+    pub async fn execute_bypassing_guards(&self, statement: &str) -> anyhow::Result<()> {
+        let bypass = match self.backend {
+            Backend::Sqlite => {
+                "DROP TRIGGER IF EXISTS audit_events_refuse_update; \
+                 DROP TRIGGER IF EXISTS audit_events_refuse_delete;"
+            }
+            Backend::Postgres => "SET session_replication_role = replica;",
+        };
+        self.execute(&format!("{bypass} {statement}")).await
+    }
+
     /// PostgreSQL only: refuses new connections to this database and ends the open ones, as an
     /// outage would. Returns an error for SQLite, which has no server to lose.
     pub async fn cut_off(&self) -> anyhow::Result<()> {
         let Some(name) = &self.postgres_name else {
             anyhow::bail!("only a PostgreSQL database can be cut off");
         };
-        let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
-        sqlx::raw_sql(&format!(
+        as_postgres_admin(&format!(
             "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
              SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
         ))
-        .execute(&mut admin)
-        .await?;
-        admin.close().await?;
-        Ok(())
+        .await
     }
 }
 
@@ -167,22 +166,29 @@ impl Drop for TestDatabase {
         };
         // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived thread
         // with its own runtime does the cleanup.
-        let admin = postgres_admin_url();
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async {
-                let mut connection = PgConnection::connect(&admin).await?;
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut connection)
-                    .await?;
-                connection.close().await?;
-                anyhow::Ok(())
-            })
+            runtime.block_on(as_postgres_admin(&format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
         });
         let _ = cleanup.join();
     }
+}
+
+/// Runs `statements` on the administrative connection (`TEST_POSTGRES_URL`).
+async fn as_postgres_admin(statements: &str) -> anyhow::Result<()> {
+    let admin = postgres_admin_url();
+    let mut connection = PgConnection::connect(&admin).await.with_context(|| {
+        format!(
+            "PostgreSQL tests need a server at {admin} (set TEST_POSTGRES_URL, or run scripts/test)"
+        )
+    })?;
+    sqlx::raw_sql(statements).execute(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
 }
 
 fn database_url_for(admin: &str, name: &str) -> anyhow::Result<String> {
