@@ -15,6 +15,9 @@ use url::Url;
 
 use crate::secret::{REDACTED, SecretString};
 
+mod identity;
+pub use identity::*;
+
 /// The commented example printed by `ajutant config example`; a unit test keeps it in step with
 /// the tree below.
 pub const EXAMPLE: &str = include_str!("../config.example.toml");
@@ -32,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
     pub audit: AuditConfig,
+    pub identity: IdentityConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +57,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM/Ctrl-C, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// The address browsers and the identity provider use to reach this instance (redirect URIs
+    /// and cookies derive from it). Unset: `http://` + the listening address.
+    pub public_url: Option<Url>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +69,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 2 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            public_url: None,
         }
     }
 }
@@ -189,6 +197,9 @@ impl DatabaseUrl {
     /// For PostgreSQL: the host the driver will connect to, and whether the URL insists on TLS.
     /// The driver also reads `host`, `sslmode` and `ssl-mode` from the query string.
     fn postgres_transport(&self) -> Option<(String, bool)> {
+        if self.kind != DatabaseKind::Postgres {
+            return None;
+        }
         let url = Url::parse(self.raw.expose()).ok()?;
         let mut host = url.host_str().unwrap_or("localhost").to_owned();
         let mut tls = false;
@@ -333,6 +344,7 @@ impl Config {
         if !(1..=4096).contains(&self.audit.max_batch) {
             problems.push("audit.max_batch must be between 1 and 4096".to_owned());
         }
+        problems.extend(self.identity_problems());
         if self.mode == Mode::Production {
             problems.extend(self.insecure_for_production());
         }
@@ -343,8 +355,80 @@ impl Config {
         }
     }
 
+    fn identity_problems(&self) -> Vec<String> {
+        let identity = &self.identity;
+        let mut problems: Vec<String> = identity
+            .role_bindings
+            .iter()
+            .filter_map(|seed| seed.binding().err())
+            .collect();
+        if identity.provider == IdentityProviderKind::Oidc {
+            let oidc = &identity.oidc;
+            if oidc.issuer.trim().is_empty() {
+                problems.push("identity.oidc.issuer is required with provider = \"oidc\"".into());
+            } else if oidc.issuer.contains("{tenantid}") && oidc.allowed_tenants.is_empty() {
+                problems.push(
+                    "identity.oidc.issuer contains {tenantid}: list the accepted tenants in \
+                     identity.oidc.allowed_tenants"
+                        .into(),
+                );
+            }
+            if oidc.client_id.trim().is_empty() {
+                problems
+                    .push("identity.oidc.client_id is required with provider = \"oidc\"".into());
+            }
+        }
+        if let Some(secret) = &identity.scim.bearer_secret
+            && secret.expose().len() < 32
+        {
+            problems.push("identity.scim.bearer_secret must be at least 32 characters".into());
+        }
+        let sessions = &identity.sessions;
+        if sessions.idle_minutes == 0 || sessions.absolute_hours == 0 || sessions.recheck_secs == 0
+        {
+            problems.push(
+                "identity.sessions lifetimes and recheck interval must be greater than 0".into(),
+            );
+        }
+        problems
+    }
+
+    /// The address browsers reach this instance at; `listen` (the bound address) stands in
+    /// when `public_url` is unset.
+    #[allow(
+        clippy::expect_used,
+        reason = "http:// and a socket address always form a URL"
+    )]
+    pub fn public_url(&self, listen: SocketAddr) -> Url {
+        match &self.server.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{listen}")).expect("a socket address URL"),
+        }
+    }
+
     fn insecure_for_production(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.identity.provider == IdentityProviderKind::Development {
+            problems.push(
+                "mode = \"production\" refuses the built-in development identity provider: set \
+                 identity.provider = \"oidc\" and [identity.oidc]"
+                    .to_owned(),
+            );
+        }
+        match &self.server.public_url {
+            Some(url) if url.scheme() == "https" => {}
+            _ => problems.push(
+                "mode = \"production\" needs server.public_url with https://, so session cookies \
+                 are Secure"
+                    .to_owned(),
+            ),
+        }
+        if self.identity.provider == IdentityProviderKind::Oidc
+            && !self.identity.oidc.issuer.starts_with("https://")
+        {
+            problems
+                .push("mode = \"production\" needs an https:// identity.oidc.issuer".to_owned());
+        }
         if let Some((host, false)) = self.database.url.postgres_transport()
             && !is_loopback_host(&host)
         {
@@ -425,19 +509,33 @@ fn write_toml_table(out: &mut String, prefix: &str, value: &serde_json::Value) {
     let Some(map) = value.as_object() else {
         return;
     };
-    for (key, value) in map.iter().filter(|(_, v)| !v.is_object()) {
+    let is_table_array = |v: &serde_json::Value| {
+        v.as_array()
+            .is_some_and(|items| !items.is_empty() && items.iter().all(|i| i.is_object()))
+    };
+    for (key, value) in map
+        .iter()
+        .filter(|(_, v)| !v.is_object() && !is_table_array(v))
+    {
         if !value.is_null() {
             out.push_str(&format!("{key} = {value}\n"));
         }
     }
-    for (key, value) in map.iter().filter(|(_, v)| v.is_object()) {
+    for (key, value) in map.iter() {
         let path = if prefix.is_empty() {
             key.clone()
         } else {
             format!("{prefix}.{key}")
         };
-        out.push_str(&format!("\n[{path}]\n"));
-        write_toml_table(out, &path, value);
+        if value.is_object() {
+            out.push_str(&format!("\n[{path}]\n"));
+            write_toml_table(out, &path, value);
+        } else if is_table_array(value) {
+            for item in value.as_array().into_iter().flatten() {
+                out.push_str(&format!("\n[[{path}]]\n"));
+                write_toml_table(out, &path, item);
+            }
+        }
     }
 }
 
@@ -543,11 +641,54 @@ mod tests {
         assert!(err.to_string().contains("\"mysql\""), "{err}");
     }
 
+    /// What production needs besides the database: a real identity provider and https.
+    const PRODUCTION: &str = "mode = \"production\"\n[server]\npublic_url = \"https://ajutant.example\"\n\
+        [identity]\nprovider = \"oidc\"\n[identity.oidc]\nissuer = \"https://idp.example/t\"\n\
+        client_id = \"c\"\n";
+
+    #[test]
+    fn production_refuses_the_development_identity_provider_and_plain_http() {
+        let err = load("mode = \"production\"\n", &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("development identity provider"),
+            "{message}"
+        );
+        assert!(message.contains("server.public_url"), "{message}");
+        load(PRODUCTION, &[]).unwrap();
+    }
+
+    #[test]
+    fn a_role_binding_needs_exactly_one_grantee_and_scope_only_for_owners() {
+        let both =
+            "[[identity.role_bindings]]\nrole = \"auditor\"\ngroup = \"g\"\napp_role = \"r\"\n";
+        assert!(
+            load(both, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
+        let scoped =
+            "[[identity.role_bindings]]\nrole = \"it_ops\"\ngroup = \"g\"\nassistant = \"a\"\n";
+        assert!(
+            load(scoped, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("only assistant_owner")
+        );
+        let unknown = "[[identity.role_bindings]]\nrole = \"root\"\ngroup = \"g\"\n";
+        assert!(load(unknown, &[]).is_err());
+        let fine = "[[identity.role_bindings]]\nrole = \"assistant_owner\"\ngroup = \"g\"\nassistant = \"a\"\n";
+        assert_eq!(load(fine, &[]).unwrap().identity.role_bindings.len(), 1);
+    }
+
     #[test]
     fn production_refuses_insecure_settings_with_every_reason() {
         let err = load(
-            "mode = \"production\"\n[database]\nurl = \"postgres://app:pw@db.internal/ajutant\"\n\
-             [telemetry]\notlp_endpoint = \"http://collector.internal:4318\"\n",
+            &format!(
+                "{PRODUCTION}[database]\nurl = \"postgres://app:pw@db.internal/ajutant\"\n\
+                 [telemetry]\notlp_endpoint = \"http://collector.internal:4318\"\n"
+            ),
             &[],
         )
         .unwrap_err();
@@ -560,12 +701,14 @@ mod tests {
     #[test]
     fn production_sees_the_host_and_tls_mode_given_as_parameters() {
         let hidden_host = load(
-            "mode = \"production\"\n[database]\nurl = \"postgres://localhost/a?host=db.internal\"\n",
+            &format!("{PRODUCTION}[database]\nurl = \"postgres://localhost/a?host=db.internal\"\n"),
             &[],
         );
         assert!(hidden_host.is_err());
         let dashed = load(
-            "mode = \"production\"\n[database]\nurl = \"postgres://db.internal/a?ssl-mode=require\"\n",
+            &format!(
+                "{PRODUCTION}[database]\nurl = \"postgres://db.internal/a?ssl-mode=require\"\n"
+            ),
             &[],
         );
         assert!(dashed.is_ok());
@@ -574,14 +717,16 @@ mod tests {
     #[test]
     fn production_accepts_tls_and_loopback() {
         let config = load(
-            "mode = \"production\"\n[database]\nurl = \"postgres://app:pw@db.internal/a?sslmode=verify-full\"\n\
-             [telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+            &format!(
+                "{PRODUCTION}[database]\nurl = \"postgres://app:pw@db.internal/a?sslmode=verify-full\"\n\
+                 [telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n"
+            ),
             &[],
         )
         .unwrap();
         assert_eq!(config.mode, Mode::Production);
         let local = load(
-            "mode = \"production\"\n[database]\nurl = \"postgres://app@localhost/a\"\n",
+            &format!("{PRODUCTION}[database]\nurl = \"postgres://app@localhost/a\"\n"),
             &[],
         );
         assert!(local.is_ok());

@@ -4,4 +4,5 @@
 
 pub mod audit;
 pub mod config;
+pub mod policy;
 pub mod secret;

@@ -16,6 +16,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::identity::scim::{self, ScimState};
+use crate::identity::{dev_idp, routes as identity_routes, sessions};
 use crate::problem::{ApiError, Problem};
 use crate::{AppState, health, request};
 
@@ -27,7 +29,12 @@ use crate::{AppState, health, request};
             document (application/problem+json) carrying the request id and trace id.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    tags((name = "operations", description = "Health, readiness and metrics")),
+    tags(
+        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "identity", description = "Who is calling"),
+        (name = "audit", description = "The tamper-evident audit trail"),
+        (name = "admin", description = "Role bindings and platform API keys"),
+    ),
     components(schemas(Problem)),
 )]
 struct ApiDoc;
@@ -36,15 +43,26 @@ struct ApiDoc;
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(identity_routes::router())
         .split_for_parts()
 }
 
 /// The complete application for `state`.
 pub fn router(state: AppState, server: &ServerConfig) -> Router {
     let (api, openapi) = api();
-    let routes = Router::new()
-        .merge(api.with_state(state))
+    let mut routes = Router::new()
+        .merge(api.merge(sessions::router()).with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    if let Some(idp) = state.identity.dev_idp() {
+        routes = routes.merge(dev_idp::router(idp.clone()));
+    }
+    if let Some(secret) = state.identity.scim_secret() {
+        routes = routes.merge(scim::router(ScimState {
+            store: state.store.clone(),
+            audit: state.audit.clone(),
+            bearer_secret: secret.clone(),
+        }));
+    }
     with_layers(routes, server)
 }
 

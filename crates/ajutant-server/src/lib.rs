@@ -4,6 +4,7 @@
 
 pub mod app;
 mod health;
+pub mod identity;
 pub mod metrics;
 pub mod problem;
 pub mod request;
@@ -15,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ajutant_core::audit::{Actor, AuditEvent, Outcome};
-use ajutant_core::config::{Config, DatabaseKind};
+use ajutant_core::config::{Config, DatabaseKind, DevelopmentIdpConfig, IdentityProviderKind};
 use ajutant_store::{AuditError, AuditLog, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -31,6 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub audit: AuditLog,
     pub metrics: PrometheusHandle,
+    pub identity: identity::Identity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,10 @@ pub enum ServeError {
     Audit(#[from] AuditError),
     #[error("the listener failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("invalid role binding in the configuration: {0}")]
+    RoleBinding(String),
 }
 
 /// Runs the service on `listener` until `shutdown` resolves, then stops accepting, gives
@@ -55,6 +62,9 @@ pub async fn run(
     store.migrate().await?;
     let (audit, audit_writer) = AuditLog::start(store.clone(), config.audit.max_batch);
     let address = listener.local_addr()?;
+    let public_url = config.public_url(address);
+    let identity = identity::Identity::new(&config, public_url.clone())?;
+    let seeded = seed_role_bindings(&config, &store).await?;
 
     audit
         .append(
@@ -67,16 +77,26 @@ pub async fn run(
                         DatabaseKind::Postgres => "postgres",
                     },
                     "mode": config.mode,
+                    "public_url": public_url.as_str(),
+                    "identity_provider": config.identity.provider,
+                    "role_bindings_seeded": seeded,
                 }),
             ),
         )
         .await?;
-    tracing::info!(%address, database = %config.database.url.redacted(), "serving");
+    tracing::info!(%address, %public_url, database = %config.database.url.redacted(), "serving");
+    if config.identity.provider == IdentityProviderKind::Development {
+        tracing::warn!(
+            "the built-in development identity provider is signing people in: demo users only, \
+             not for production"
+        );
+    }
 
     let state = AppState {
         store: store.clone(),
         audit: audit.clone(),
         metrics,
+        identity,
     };
     let app = app::router(state, &config.server);
     let stopping = Arc::new(Notify::new());
@@ -117,4 +137,26 @@ pub async fn run(
         tracing::warn!("database connections still busy at exit; closing anyway");
     }
     outcome
+}
+
+/// Inserts the configured role bindings that are missing (with the development provider and
+/// none configured, the demo groups' roles). Returns how many were added.
+async fn seed_role_bindings(config: &Config, store: &Store) -> Result<usize, ServeError> {
+    let mut seeds = config.identity.role_bindings.clone();
+    if seeds.is_empty() && config.identity.provider == IdentityProviderKind::Development {
+        seeds = DevelopmentIdpConfig::demo_bindings();
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut added = 0;
+    for seed in &seeds {
+        let binding = seed.binding().map_err(ServeError::RoleBinding)?;
+        if store
+            .insert_role_binding(&binding, "config", "config", now)
+            .await?
+            .is_some()
+        {
+            added += 1;
+        }
+    }
+    Ok(added)
 }

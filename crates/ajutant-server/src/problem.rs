@@ -40,8 +40,18 @@ pub struct Problem {
 /// (for server errors it is logged instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request itself is wrong; the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credential: the message says why, and the response asks for a bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Also what a caller gets for a resource they may not see, so existence does not leak.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (a duplicate).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -51,7 +61,10 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +88,13 @@ impl IntoResponse for ApiError {
             Some(self.to_string())
         };
         let mut response = status.into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected; the reason is in the problem's detail.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         response.extensions_mut().insert(PendingProblem { detail });
         response
     }
@@ -89,7 +109,9 @@ pub(crate) async fn finish(response: Response, context: &RequestContext, path: &
     let (mut parts, body) = response.into_parts();
     let detail = match parts.extensions.remove::<PendingProblem>() {
         Some(pending) => pending.detail,
-        None if is_problem(&parts.headers) => {
+        // Already a problem, or a protocol's own JSON error (OAuth's token endpoint, SCIM) that
+        // its clients parse.
+        None if is_json(&parts.headers) => {
             return Response::from_parts(parts, body);
         }
         None if status.is_client_error() && is_plain_text(&parts.headers) => {
@@ -119,10 +141,15 @@ pub(crate) async fn finish(response: Response, context: &RequestContext, path: &
     Response::from_parts(parts, Body::from(body))
 }
 
-fn is_problem(headers: &axum::http::HeaderMap) -> bool {
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime == "application/json" || mime.ends_with("+json")
+        })
 }
 
 fn is_plain_text(headers: &axum::http::HeaderMap) -> bool {

@@ -35,6 +35,8 @@ pub struct RequestContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,
     pub client_addr: Option<SocketAddr>,
+    /// The request path, for problem details and the 404 a denied caller gets.
+    pub path: String,
 }
 
 impl RequestContext {
@@ -95,6 +97,7 @@ pub(crate) async fn envelope(mut request: Request, next: Next) -> Response {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0),
+        path: path.clone(),
     };
     request.extensions_mut().insert(context.clone());
 

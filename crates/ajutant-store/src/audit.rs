@@ -83,7 +83,35 @@ const PAGE_SQL: &str = concat!(
     " FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR occurred_at >= $2) ORDER BY seq LIMIT $3"
 );
 
+/// Newest first, before a cursor, each filter applied only when given. `action` matches
+/// exactly or, ending in `.`, as a prefix (`auth.` finds every sign-in event).
+const SEARCH_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM audit_events WHERE ($1 IS NULL OR seq < $1) \
+     AND ($2 IS NULL OR action = $2 OR (substr($2, length($2), 1) = '.' \
+          AND substr(action, 1, length($2)) = $2)) \
+     AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR outcome = $4) \
+     AND ($5 IS NULL OR resource = $5) \
+     AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7) \
+     ORDER BY seq DESC LIMIT $8"
+);
+
 const VERIFY_PAGE: i64 = 1000;
+
+/// What `GET /api/v1/audit` filters on; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only records older than this chain position (the cursor).
+    pub before_seq: Option<i64>,
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub resource: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub limit: i64,
+}
 
 /// The outcome of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,6 +353,24 @@ impl Store {
                 .bind(after_seq)
                 .bind(since)
                 .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(AuditRow::into_record).collect()
+    }
+
+    /// Records matching `query`, newest first.
+    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<AuditRow> = on_pool!(self, pool => {
+            sqlx::query_as(SEARCH_SQL)
+                .bind(query.before_seq)
+                .bind(query.action.as_deref())
+                .bind(query.actor_id.as_deref())
+                .bind(query.outcome.map(Outcome::as_str))
+                .bind(query.resource.as_deref())
+                .bind(query.since.map(DbTime))
+                .bind(query.until.map(DbTime))
+                .bind(query.limit)
                 .fetch_all(pool)
                 .await?
         });

@@ -5,6 +5,7 @@
 
 mod audit;
 mod db_time;
+mod identity;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,7 +18,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditError, AuditLog, AuditReceipt, AuditWriter, ChainStatus};
+pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, ChainStatus};
+pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -38,6 +40,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("other instances kept appending to the audit trail first; gave up after retrying")]
     Contention,
+    #[error("stored data cannot be read: {what}")]
+    Invalid { what: String },
+    #[error("{what}")]
+    Conflict { what: String },
     #[error("stored audit record {seq} (id {id}) cannot be read: {what}")]
     Corrupt {
         seq: i64,

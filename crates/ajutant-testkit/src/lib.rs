@@ -7,6 +7,8 @@
 //! `scripts/test` starts the server when it is down. They fail, rather than skip, when it is
 //! unreachable: a green run must mean both databases were tested.
 
+pub mod identity;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -225,8 +227,21 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("cannot start the test app: {error:#}"))
     }
 
+    /// Spawns on an existing database, e.g. one a stopped app handed over: a restart.
+    pub async fn spawn_on(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::try_spawn_on(database, adjust)
+            .await
+            .unwrap_or_else(|error| panic!("cannot start the test app: {error:#}"))
+    }
+
     async fn try_spawn(backend: Backend, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
-        let database = TestDatabase::create(backend).await?;
+        Self::try_spawn_on(TestDatabase::create(backend).await?, adjust).await
+    }
+
+    async fn try_spawn_on(
+        database: TestDatabase,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut config = Config::default();
         config.database = database.config()?;
         config.server.shutdown_grace_secs = 5;

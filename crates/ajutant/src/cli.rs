@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `config check|example`, `audit verify|export`.
+//! The command line: `serve`, `migrate`, `config check|example`, `audit verify|export`,
+//! `apikey create|list|revoke`.
 //! Exit codes: 0 success, 1 a check failed (a broken audit chain), 2 bad configuration or
 //! arguments, 3 anything else went wrong.
 
@@ -15,6 +16,7 @@ use ajutant_store::Store;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::apikey_commands::{self, CreateArgs, RevokeArgs};
 use crate::audit_commands::{self, ExportArgs, Verdict, VerifyArgs};
 
 #[derive(Debug, Parser)]
@@ -61,6 +63,19 @@ enum Command {
     /// Verify or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Create, list or revoke platform API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Create a key; prints the key alone on standard output, details on standard error.
+    Create(CreateArgs),
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key; it is refused from the next request on.
+    Revoke(RevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +132,21 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit(AuditCommand::Export(args)) => report(with_runtime(&config, |store| {
             audit_commands::export(store, args)
+        })),
+        Command::Apikey(ApikeyCommand::Create(args)) => {
+            match with_runtime(&config, |store| apikey_commands::create(store, args)) {
+                Err(error) if apikey_commands::is_invalid_request(&error) => {
+                    let _ = writeln!(std::io::stderr(), "ajutant: {error}");
+                    ExitCode::from(2)
+                }
+                result => report(result),
+            }
+        }
+        Command::Apikey(ApikeyCommand::List) => {
+            report(with_runtime(&config, apikey_commands::list))
+        }
+        Command::Apikey(ApikeyCommand::Revoke(args)) => report(with_runtime(&config, |store| {
+            apikey_commands::revoke(store, args)
         })),
     }
 }

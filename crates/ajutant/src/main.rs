@@ -1,5 +1,6 @@
 //! The `ajutant` binary: parses the command line and hands off to [`cli::run`].
 
+mod apikey_commands;
 mod audit_commands;
 mod cli;
 

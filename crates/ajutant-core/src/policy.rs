@@ -1,0 +1,352 @@
+//! Who may do what. Every access question in the product is answered by [`decide`], from the
+//! principal's directory groups and app roles and the role bindings (roles granted to groups or
+//! app roles, optionally scoped to one assistant). Nothing else grants access, and there are no
+//! local accounts: remove someone from a group in the directory and the access goes with it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, ActorKind};
+
+/// Someone (or something) that has proven who it is: a person signed in through the
+/// organisation's identity provider, an application token, or a platform API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// The stable identity: `{issuer}#{oid}` for directory users and applications (the Entra
+    /// object id, else `sub`), `apikey:{name}` for API-key service identities. Never an e-mail
+    /// address or display name, which change and can be reassigned.
+    pub id: String,
+    /// The directory's object id (`oid`, else `sub`); what SCIM deprovisioning names.
+    pub subject: String,
+    /// For reading the audit trail; never used to decide anything.
+    pub display_name: String,
+    pub kind: PrincipalKind,
+    /// Directory group object ids, including those resolved through Microsoft Graph on overage.
+    pub groups: BTreeSet<String>,
+    /// App roles (`roles` claim), e.g. for applications calling with client credentials.
+    pub app_roles: BTreeSet<String>,
+    /// `tid` when the token carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A person.
+    User,
+    /// An application (client credentials) or an API-key service identity.
+    Service,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            kind: match self.kind {
+                PrincipalKind::User => ActorKind::User,
+                PrincipalKind::Service => ActorKind::Service,
+            },
+        }
+    }
+}
+
+/// The roles of the product's roles table. Everyone signed in is a user; what they may use is
+/// decided by each assistant's access scope, so `user` is not bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Edits, versions and reads the feedback of the assistants the binding covers.
+    AssistantOwner,
+    /// Kill switches, the escalation feed and incidents, the audit trail, health.
+    ItOps,
+    /// Reads, exports and verifies the audit trail; changes nothing.
+    Auditor,
+    /// Everything.
+    PlatformAdmin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::AssistantOwner,
+        Role::ItOps,
+        Role::Auditor,
+        Role::PlatformAdmin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AssistantOwner => "assistant_owner",
+            Self::ItOps => "it_ops",
+            Self::Auditor => "auditor",
+            Self::PlatformAdmin => "platform_admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == value)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whom a binding grants its role to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Grantee {
+    /// A directory group, by object id.
+    Group(String),
+    /// An app role carried in the token's `roles` claim.
+    AppRole(String),
+}
+
+impl Grantee {
+    fn matches(&self, principal: &Principal) -> bool {
+        match self {
+            Self::Group(id) => principal.groups.contains(id),
+            Self::AppRole(name) => principal.app_roles.contains(name),
+        }
+    }
+}
+
+/// `role` granted to `grantee`; for [`Role::AssistantOwner`], optionally only on one assistant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleBinding {
+    pub role: Role,
+    pub grantee: Grantee,
+    /// `None`: every assistant (or a role that is not about assistants).
+    pub assistant: Option<String>,
+}
+
+/// What a caller wants to do. Assistant-scoped actions carry the assistant's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read the audit trail or export it.
+    ReadAudit,
+    /// Check the audit trail's hash chain.
+    VerifyAudit,
+    /// Create, list and delete role bindings.
+    ManageRoleBindings,
+    /// Create, list and revoke platform API keys.
+    ManageApiKeys,
+    /// Manage deployments, connectors and retention.
+    ManagePlatform,
+    /// Create assistants.
+    CreateAssistant,
+    /// Edit, version and read the feedback of one assistant.
+    EditAssistant(String),
+    /// Pull one assistant (kill switch) or bring it back.
+    KillAssistant(String),
+    /// Stop the whole platform.
+    KillPlatform,
+    /// Bring the platform back after a platform-wide stop.
+    RevivePlatform,
+    /// The escalation feed and incidents.
+    HandleIncidents,
+}
+
+impl Action {
+    /// The audit trail's name for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ReadAudit => "audit.read",
+            Self::VerifyAudit => "audit.verify",
+            Self::ManageRoleBindings => "role_bindings.manage",
+            Self::ManageApiKeys => "api_keys.manage",
+            Self::ManagePlatform => "platform.manage",
+            Self::CreateAssistant => "assistant.create",
+            Self::EditAssistant(_) => "assistant.edit",
+            Self::KillAssistant(_) => "assistant.kill",
+            Self::KillPlatform => "platform.kill",
+            Self::RevivePlatform => "platform.revive",
+            Self::HandleIncidents => "incidents.handle",
+        }
+    }
+
+    fn assistant(&self) -> Option<&str> {
+        match self {
+            Self::EditAssistant(id) | Self::KillAssistant(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Roles that grant this action on their own, whatever the binding's scope.
+    fn granted_by(&self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Self::ReadAudit | Self::VerifyAudit => &[Auditor, ItOps, PlatformAdmin],
+            Self::ManageRoleBindings
+            | Self::ManageApiKeys
+            | Self::ManagePlatform
+            | Self::CreateAssistant
+            | Self::RevivePlatform => &[PlatformAdmin],
+            Self::EditAssistant(_) => &[PlatformAdmin],
+            Self::KillAssistant(_) | Self::KillPlatform | Self::HandleIncidents => {
+                &[ItOps, PlatformAdmin]
+            }
+        }
+    }
+}
+
+/// The answer, with the role that allowed it (for the audit record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed(Role),
+    Denied,
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Self::Allowed(_))
+    }
+}
+
+/// The one access decision. Allowed when a binding that matches one of the principal's groups or
+/// app roles grants a role that grants the action; an assistant owner's binding counts only for
+/// the assistant it names (or for all, when it names none).
+pub fn decide(principal: &Principal, bindings: &[RoleBinding], action: &Action) -> Decision {
+    let mut held = bindings.iter().filter(|b| b.grantee.matches(principal));
+    let allowed = held.find(|binding| {
+        if action.granted_by().contains(&binding.role) {
+            return true;
+        }
+        // Owners act on their own assistants only.
+        binding.role == Role::AssistantOwner
+            && matches!(action, Action::EditAssistant(_) | Action::KillAssistant(_))
+            && match (&binding.assistant, action.assistant()) {
+                (None, Some(_)) => true,
+                (Some(scope), Some(target)) => scope == target,
+                _ => false,
+            }
+    });
+    match allowed {
+        Some(binding) => Decision::Allowed(binding.role),
+        None => Decision::Denied,
+    }
+}
+
+/// The roles a principal holds through `bindings`, with the assistant each is limited to.
+pub fn roles_of(principal: &Principal, bindings: &[RoleBinding]) -> Vec<(Role, Option<String>)> {
+    let mut roles: Vec<(Role, Option<String>)> = bindings
+        .iter()
+        .filter(|b| b.grantee.matches(principal))
+        .map(|b| (b.role, b.assistant.clone()))
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(groups: &[&str], app_roles: &[&str]) -> Principal {
+        Principal {
+            id: "https://idp.example#u1".to_owned(),
+            subject: "u1".to_owned(),
+            display_name: "U".to_owned(),
+            kind: PrincipalKind::User,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            app_roles: app_roles.iter().map(|r| (*r).to_owned()).collect(),
+            tenant: None,
+        }
+    }
+
+    fn binding(role: Role, group: &str, assistant: Option<&str>) -> RoleBinding {
+        RoleBinding {
+            role,
+            grantee: Grantee::Group(group.to_owned()),
+            assistant: assistant.map(str::to_owned),
+        }
+    }
+
+    /// Users in different groups × actions: exactly the marked cells are allowed.
+    #[test]
+    fn only_the_allowed_cells_pass() {
+        let bindings = vec![
+            binding(Role::ItOps, "g-ops", None),
+            binding(Role::Auditor, "g-audit", None),
+            binding(Role::PlatformAdmin, "g-admin", None),
+            binding(Role::AssistantOwner, "g-hr", Some("hr-bot")),
+            RoleBinding {
+                role: Role::Auditor,
+                grantee: Grantee::AppRole("Audit.Read".to_owned()),
+                assistant: None,
+            },
+        ];
+        let people = [
+            ("employee", principal(&["g-staff"], &[])),
+            ("it_ops", principal(&["g-staff", "g-ops"], &[])),
+            ("auditor", principal(&["g-audit"], &[])),
+            ("admin", principal(&["g-admin"], &[])),
+            ("hr_owner", principal(&["g-staff", "g-hr"], &[])),
+            ("audit_app", principal(&[], &["Audit.Read"])),
+        ];
+        let actions = [
+            Action::ReadAudit,
+            Action::VerifyAudit,
+            Action::ManageRoleBindings,
+            Action::ManageApiKeys,
+            Action::EditAssistant("hr-bot".to_owned()),
+            Action::EditAssistant("it-bot".to_owned()),
+            Action::KillAssistant("hr-bot".to_owned()),
+            Action::KillAssistant("it-bot".to_owned()),
+            Action::KillPlatform,
+            Action::RevivePlatform,
+        ];
+        // Rows follow `people`, columns follow `actions`.
+        #[rustfmt::skip]
+        let expected = [
+            //  read  verify bind  keys  edHR  edIT  kHR   kIT   kPlat revive
+            [false, false, false, false, false, false, false, false, false, false], // employee
+            [true,  true,  false, false, false, false, true,  true,  true,  false], // it_ops
+            [true,  true,  false, false, false, false, false, false, false, false], // auditor
+            [true,  true,  true,  true,  true,  true,  true,  true,  true,  true ], // admin
+            [false, false, false, false, true,  false, true,  false, false, false], // hr_owner
+            [true,  true,  false, false, false, false, false, false, false, false], // audit_app
+        ];
+        let mut wrong = Vec::new();
+        for (row, (who, principal)) in people.iter().enumerate() {
+            for (column, action) in actions.iter().enumerate() {
+                let allowed = decide(principal, &bindings, action).is_allowed();
+                if allowed != expected[row][column] {
+                    wrong.push(format!("{who} {action:?}: got {allowed}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn no_bindings_means_nothing_is_allowed() {
+        let admin_looking = principal(&["g-admin"], &["platform_admin"]);
+        assert_eq!(
+            decide(&admin_looking, &[], &Action::ManageRoleBindings),
+            Decision::Denied
+        );
+    }
+
+    #[test]
+    fn the_roles_held_are_listed_once_with_their_scope() {
+        let bindings = vec![
+            binding(Role::AssistantOwner, "g-hr", Some("hr-bot")),
+            binding(Role::AssistantOwner, "g-hr", Some("hr-bot")),
+            binding(Role::Auditor, "g-other", None),
+        ];
+        let roles = roles_of(&principal(&["g-hr"], &[]), &bindings);
+        assert_eq!(
+            roles,
+            vec![(Role::AssistantOwner, Some("hr-bot".to_owned()))]
+        );
+        assert_eq!(Role::parse("it_ops"), Some(Role::ItOps));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

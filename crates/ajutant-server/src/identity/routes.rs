@@ -1,0 +1,601 @@
+//! The identity API: who am I, the audit trail for those who may read it, and the admin API for
+//! role bindings and platform API keys.
+
+use ajutant_core::audit::{AuditEvent, AuditRecord, Outcome};
+use ajutant_core::policy::{Action, Grantee, Role, RoleBinding, roles_of};
+use ajutant_store::{ApiKey, AuditQuery, ChainStatus, StoredRoleBinding};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::access::{authorize, bindings};
+use super::api_keys::{self, ApiKeyError, NewApiKey};
+use super::{AuthMethod, Caller};
+use crate::AppState;
+use crate::problem::{ApiError, Problem};
+use crate::request::RequestContext;
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(audit_list))
+        .routes(routes!(audit_verify))
+        .routes(routes!(role_bindings_list, role_binding_create))
+        .routes(routes!(role_binding_delete))
+        .routes(routes!(api_keys_list, api_key_create))
+        .routes(routes!(api_key_revoke))
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(error.to_string())
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+// ---- me -------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleGrant {
+    pub role: String,
+    /// The one assistant the role is limited to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The stable identity: issuer and directory object id, or the API key's service identity.
+    pub id: String,
+    pub subject: String,
+    pub display_name: String,
+    /// `user` or `service`.
+    pub kind: String,
+    pub authenticated_by: AuthMethod,
+    pub groups: Vec<String>,
+    pub app_roles: Vec<String>,
+    /// Roles held through role bindings.
+    pub roles: Vec<RoleGrant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// For browser sessions: send it as `x-csrf-token` on state-changing requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// Who am I: identity, groups and roles of the caller.
+#[utoipa::path(get, path = "/api/v1/me", tag = "identity",
+    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let bindings = bindings(&state).await?;
+    let principal = &caller.principal;
+    Ok(Json(Me {
+        id: principal.id.clone(),
+        subject: principal.subject.clone(),
+        display_name: principal.display_name.clone(),
+        kind: serde_json::to_value(principal.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        authenticated_by: caller.via,
+        groups: principal.groups.iter().cloned().collect(),
+        app_roles: principal.app_roles.iter().cloned().collect(),
+        roles: roles_of(principal, &bindings)
+            .into_iter()
+            .map(|(role, assistant)| RoleGrant {
+                role: role.as_str().to_owned(),
+                assistant,
+            })
+            .collect(),
+        tenant: principal.tenant.clone(),
+        csrf_token: caller.csrf_token,
+    }))
+}
+
+// ---- audit ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditParams {
+    /// Exact action, or a prefix ending in `.` (e.g. `auth.`).
+    action: Option<String>,
+    /// Exact actor id.
+    actor: Option<String>,
+    /// `allowed`, `denied` or `failed`.
+    outcome: Option<String>,
+    /// Exact resource.
+    resource: Option<String>,
+    /// RFC 3339; records at or after.
+    since: Option<String>,
+    /// RFC 3339; records before.
+    until: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 500; default 50.
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub id: String,
+    pub occurred_at: String,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub actor_kind: String,
+    pub action: String,
+    pub resource: String,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub client_addr: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(record: AuditRecord) -> Self {
+        Self {
+            seq: record.seq,
+            id: record.id.to_string(),
+            occurred_at: rfc3339(record.occurred_at),
+            actor_id: record.actor.id,
+            actor_name: record.actor.display_name,
+            actor_kind: record.actor.kind.as_str().to_owned(),
+            action: record.action,
+            resource: record.resource,
+            outcome: record.outcome.as_str().to_owned(),
+            request_id: record.origin.request_id,
+            trace_id: record.origin.trace_id,
+            client_addr: record.origin.client_addr,
+            details: serde_json::from_str(&record.details).unwrap_or(serde_json::Value::Null),
+            hash: record.hash.to_hex(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
+    value
+        .map(|text| {
+            OffsetDateTime::parse(&text, &Rfc3339)
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// Search the audit trail, newest first, with cursor pagination. For auditors, IT operations and
+/// platform admins.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn audit_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    authorize(&state, &context, &caller, Action::ReadAudit, "audit").await?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let outcome = params
+        .outcome
+        .map(|o| {
+            Outcome::parse(&o).ok_or_else(|| {
+                ApiError::BadRequest("outcome must be allowed, denied or failed".to_owned())
+            })
+        })
+        .transpose()?;
+    let before_seq = params
+        .cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or_else(|| ApiError::BadRequest("cursor is not one this API gave".to_owned()))
+        })
+        .transpose()?;
+    let query = AuditQuery {
+        before_seq,
+        action: params.action.filter(|a| !a.is_empty()),
+        actor_id: params.actor.filter(|a| !a.is_empty()),
+        outcome,
+        resource: params.resource.filter(|r| !r.is_empty()),
+        since: parse_time("since", params.since)?,
+        until: parse_time("until", params.until)?,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
+    };
+    let mut records = state.store.audit_search(&query).await.map_err(internal)?;
+    let more = records.len() as i64 > limit;
+    records.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| records.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(Json(AuditPage {
+        items: records.into_iter().map(AuditEntry::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// `intact` or `broken`.
+    pub status: String,
+    /// Records verified (for a broken chain, those before the break).
+    pub records: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// For a broken chain: the first record that does not fit, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Check the audit trail's hash chain from the first record to the last.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerification), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+async fn audit_verify(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+) -> Result<Json<AuditVerification>, ApiError> {
+    authorize(&state, &context, &caller, Action::VerifyAudit, "audit").await?;
+    let status = state.store.verify_audit_chain().await.map_err(internal)?;
+    Ok(Json(match status {
+        ChainStatus::Intact { records, head } => AuditVerification {
+            status: "intact".to_owned(),
+            records,
+            head: Some(head.to_hex()),
+            broken_at: None,
+            reason: None,
+        },
+        ChainStatus::Broken(broken) => AuditVerification {
+            status: "broken".to_owned(),
+            records: broken.seq - 1,
+            head: None,
+            broken_at: Some(broken.seq),
+            reason: Some(broken.reason.to_string()),
+        },
+    }))
+}
+
+// ---- role bindings --------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoleBindingBody {
+    /// `assistant_owner`, `it_ops`, `auditor` or `platform_admin`.
+    pub role: String,
+    /// A directory group object id (exactly one of `group` and `app_role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// An app role from the token's `roles` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<String>,
+    /// For `assistant_owner`: the one assistant it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleBindingView {
+    pub id: String,
+    #[serde(flatten)]
+    pub binding: RoleBindingBody,
+    /// `config` (seeded at start-up) or `api`.
+    pub source: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+impl From<StoredRoleBinding> for RoleBindingView {
+    fn from(stored: StoredRoleBinding) -> Self {
+        let (group, app_role) = match stored.binding.grantee {
+            Grantee::Group(id) => (Some(id), None),
+            Grantee::AppRole(name) => (None, Some(name)),
+        };
+        Self {
+            id: stored.id,
+            binding: RoleBindingBody {
+                role: stored.binding.role.as_str().to_owned(),
+                group,
+                app_role,
+                assistant: stored.binding.assistant,
+            },
+            source: stored.source,
+            created_by: stored.created_by,
+            created_at: rfc3339(stored.created_at),
+        }
+    }
+}
+
+/// Every role binding.
+#[utoipa::path(get, path = "/api/v1/admin/role-bindings", tag = "admin",
+    responses((status = 200, body = [RoleBindingView]), (status = 404, body = Problem)))]
+async fn role_bindings_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+) -> Result<Json<Vec<RoleBindingView>>, ApiError> {
+    authorize(
+        &state,
+        &context,
+        &caller,
+        Action::ManageRoleBindings,
+        "role_bindings",
+    )
+    .await?;
+    let all = state.store.role_bindings().await.map_err(internal)?;
+    Ok(Json(all.into_iter().map(RoleBindingView::from).collect()))
+}
+
+/// Grant a role to a group or app role.
+#[utoipa::path(post, path = "/api/v1/admin/role-bindings", tag = "admin",
+    request_body = RoleBindingBody,
+    responses((status = 201, body = RoleBindingView), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn role_binding_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Json(body): Json<RoleBindingBody>,
+) -> Result<(StatusCode, Json<RoleBindingView>), ApiError> {
+    authorize(
+        &state,
+        &context,
+        &caller,
+        Action::ManageRoleBindings,
+        "role_bindings",
+    )
+    .await?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::BadRequest(
+            "role must be assistant_owner, it_ops, auditor or platform_admin".to_owned(),
+        )
+    })?;
+    let seed = ajutant_core::config::RoleBindingSeed {
+        role,
+        group: body.group.clone(),
+        app_role: body.app_role.clone(),
+        assistant: body.assistant.clone(),
+    };
+    let binding: RoleBinding = seed.binding().map_err(ApiError::BadRequest)?;
+    let stored = state
+        .store
+        .insert_role_binding(
+            &binding,
+            "api",
+            &caller.principal.id,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::Conflict("this role binding already exists".to_owned()))?;
+    let event = AuditEvent::new(
+        caller.principal.actor(),
+        "role_binding.created",
+        format!("role_binding/{}", stored.id),
+        Outcome::Allowed,
+    )
+    .with_origin(context.origin())
+    .with_details(serde_json::to_value(&body).unwrap_or_default());
+    state.record(event).await?;
+    Ok((StatusCode::CREATED, Json(stored.into())))
+}
+
+/// Remove a role binding.
+#[utoipa::path(delete, path = "/api/v1/admin/role-bindings/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The binding's id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn role_binding_delete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(
+        &state,
+        &context,
+        &caller,
+        Action::ManageRoleBindings,
+        &format!("role_binding/{id}"),
+    )
+    .await?;
+    let removed = state
+        .store
+        .delete_role_binding(&id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("no role binding {id}")))?;
+    let view = RoleBindingView::from(removed);
+    let event = AuditEvent::new(
+        caller.principal.actor(),
+        "role_binding.deleted",
+        format!("role_binding/{id}"),
+        Outcome::Allowed,
+    )
+    .with_origin(context.origin())
+    .with_details(serde_json::to_value(&view.binding).unwrap_or_default());
+    state.record(event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- API keys -------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// The key's public id (its first part); safe to show.
+    pub id: String,
+    /// The service identity the key acts as.
+    pub name: String,
+    pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_subject: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+}
+
+impl From<ApiKey> for ApiKeyView {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: key.id,
+            name: key.name,
+            groups: key.groups,
+            owner_subject: key.owner_subject,
+            created_by: key.created_by,
+            created_at: rfc3339(key.created_at),
+            expires_at: key.expires_at.map(rfc3339),
+            revoked_at: key.revoked_at.map(rfc3339),
+            last_used_at: key.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ApiKeyRequest {
+    /// The service identity's name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Directory group ids the key acts with.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// RFC 3339; unset: no expiry.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The whole key. Shown this once; only its digest is stored.
+    pub key: String,
+    #[serde(flatten)]
+    pub details: ApiKeyView,
+}
+
+/// Every API key (without secrets).
+#[utoipa::path(get, path = "/api/v1/admin/api-keys", tag = "admin",
+    responses((status = 200, body = [ApiKeyView]), (status = 404, body = Problem)))]
+async fn api_keys_list(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    authorize(&state, &context, &caller, Action::ManageApiKeys, "api_keys").await?;
+    let keys = state.store.api_keys().await.map_err(internal)?;
+    Ok(Json(keys.into_iter().map(ApiKeyView::from).collect()))
+}
+
+/// Create an API key for a service identity. The creating person owns it: if the directory
+/// deprovisions them, the key is revoked.
+#[utoipa::path(post, path = "/api/v1/admin/api-keys", tag = "admin",
+    request_body = ApiKeyRequest,
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem),
+        (status = 404, body = Problem)))]
+async fn api_key_create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Json(body): Json<ApiKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    authorize(&state, &context, &caller, Action::ManageApiKeys, "api_keys").await?;
+    let owner_subject = match caller.principal.kind {
+        ajutant_core::policy::PrincipalKind::User => Some(caller.principal.subject.clone()),
+        ajutant_core::policy::PrincipalKind::Service => None,
+    };
+    let (key, secret) = api_keys::issue(
+        &state.store,
+        NewApiKey {
+            name: body.name,
+            groups: body.groups,
+            expires_at: parse_time("expires_at", body.expires_at)?,
+            owner_subject,
+            created_by: caller.principal.id.clone(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        ApiKeyError::Invalid(message) => ApiError::BadRequest(message),
+        ApiKeyError::Store(error) => internal(error),
+    })?;
+    let event = AuditEvent::new(
+        caller.principal.actor(),
+        "api_key.created",
+        format!("api_key/{}", key.id),
+        Outcome::Allowed,
+    )
+    .with_origin(context.origin())
+    .with_details(serde_json::json!({ "name": key.name, "groups": key.groups }));
+    state.record(event).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: secret,
+            details: key.into(),
+        }),
+    ))
+}
+
+/// Revoke an API key; it is refused from the next request on.
+#[utoipa::path(delete, path = "/api/v1/admin/api-keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The key's public id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn api_key_revoke(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let resource = format!("api_key/{id}");
+    authorize(&state, &context, &caller, Action::ManageApiKeys, &resource).await?;
+    let revoked = state
+        .store
+        .revoke_api_key(
+            &id,
+            "revoked through the admin API",
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(internal)?;
+    if !revoked {
+        return Err(ApiError::NotFound(format!("no live API key {id}")));
+    }
+    let event = AuditEvent::new(
+        caller.principal.actor(),
+        "api_key.revoked",
+        resource,
+        Outcome::Allowed,
+    )
+    .with_origin(context.origin());
+    state.record(event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

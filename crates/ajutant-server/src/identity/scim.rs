@@ -1,0 +1,1624 @@
+//! SCIM 2.0 (RFC 7643, RFC 7644) at `/scim/v2`, through which the organisation's directory
+//! provisions users and, above all, deprovisions them: setting a user `active: false` or deleting
+//! them ends their browser sessions and revokes the API keys they own before the directory hears
+//! back, and leaves a stored record (a tombstone after DELETE) that keeps them locked out.
+//!
+//! Microsoft Entra ID: in the enterprise application's attribute mappings, map `objectId` to
+//! `externalId`. The external id is the directory object id (`oid`) that sessions and API keys
+//! record as their subject; without that mapping deprovisioning cannot find what to end. For the
+//! same reason `externalId` cannot change once set: a new value would release the old id's
+//! lock-out while sessions under the old id live on.
+//!
+//! Stored: `userName`, `externalId`, `displayName` (else `name.formatted`, else `userName`) and
+//! `active`; other attributes are accepted and ignored. Filters: `userName eq "…"` and
+//! `externalId eq "…"` only. Not offered: groups, bulk, sorting, ETags, `attributes` projection.
+
+use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::secret::SecretString;
+use ajutant_store::{AuditError, AuditLog, DirectoryUser, Store, StoreError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::secrets::{constant_time_eq, sha256_hex};
+use crate::request::RequestContext;
+
+const SCIM_JSON: &str = "application/scim+json";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+/// Attribute names may be given fully qualified; compared after lowercasing.
+const USER_SCHEMA_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:user:";
+const USERS_PATH: &str = "/scim/v2/Users";
+
+/// The most users one list response holds, whatever `count` asks for.
+const MAX_RESULTS: i64 = 200;
+const DEFAULT_COUNT: i64 = 100;
+
+const SESSIONS_END_REASON: &str = "deprovisioned by the directory";
+const KEYS_REVOKE_REASON: &str = "owner deprovisioned by the directory";
+
+// RFC 7644 section 3.12 error types.
+const INVALID_VALUE: &str = "invalidValue";
+const INVALID_SYNTAX: &str = "invalidSyntax";
+const INVALID_FILTER: &str = "invalidFilter";
+const MUTABILITY: &str = "mutability";
+const NO_TARGET: &str = "noTarget";
+
+#[derive(Clone)]
+pub(crate) struct ScimState {
+    pub store: Store,
+    pub audit: AuditLog,
+    pub bearer_secret: SecretString,
+}
+
+/// Routes with absolute paths under `/scim/v2`, every one behind the bearer secret; the caller
+/// merges them at the root.
+pub(crate) fn router(state: ScimState) -> Router {
+    Router::new()
+        .route(USERS_PATH, get(list_users).post(create_user))
+        .route(
+            "/scim/v2/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/Schemas", get(schemas))
+        // Unknown SCIM paths answer in SCIM's error shape, which directories parse.
+        .route("/scim/v2/{*rest}", axum::routing::any(unknown_path))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ))
+        .with_state(state)
+}
+
+// ---- errors and responses -----------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+enum ScimError {
+    #[error("a valid bearer credential is required")]
+    Unauthorized,
+    #[error("{detail}")]
+    BadRequest {
+        scim_type: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("a timestamp cannot be formatted: {0}")]
+    Time(#[from] time::error::Format),
+}
+
+impl ScimError {
+    fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            scim_type,
+            detail: detail.into(),
+        }
+    }
+
+    fn no_user(id: &str) -> Self {
+        Self::NotFound(format!("no user with id {id}"))
+    }
+}
+
+impl From<StoreError> for ScimError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { what } => Self::Conflict(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    schemas: [&'static str; 1],
+    /// RFC 7644 makes the status a string.
+    status: String,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scim_type: Option<&'static str>,
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let (status, scim_type) = match &self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            Self::BadRequest { scim_type, .. } => (StatusCode::BAD_REQUEST, Some(*scim_type)),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            Self::Conflict(_) => (StatusCode::CONFLICT, Some("uniqueness")),
+            Self::Store(_) | Self::Audit(_) | Self::Time(_) => {
+                // Logged inside the request span, so with its request id; never sent.
+                tracing::error!(error = %self, "SCIM request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
+        let detail = if status.is_server_error() {
+            "internal error".to_owned()
+        } else {
+            self.to_string()
+        };
+        let body = ErrorBody {
+            schemas: [ERROR_SCHEMA],
+            status: status.as_u16().to_string(),
+            detail,
+            scim_type,
+        };
+        let mut response = scim_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn scim_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(CONTENT_TYPE, SCIM_JSON)], bytes).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a SCIM response cannot be serialised");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+// ---- authentication -----------------------------------------------------------------------
+
+fn scim_actor() -> Actor {
+    Actor {
+        id: "scim".to_owned(),
+        display_name: "Directory provisioning".to_owned(),
+        kind: ActorKind::Service,
+    }
+}
+
+async fn require_bearer(State(state): State<ScimState>, request: Request, next: Next) -> Response {
+    let secret = state.bearer_secret.expose();
+    let refusal = match bearer(request.headers()) {
+        None => Some("no bearer credential"),
+        // Digests are compared so the time taken does not reveal the secret's length either.
+        Some(presented) if constant_time_eq(&sha256_hex(presented), &sha256_hex(secret)) => None,
+        Some(_) => Some("wrong bearer credential"),
+    };
+    let Some(refusal) = refusal else {
+        return next.run(request).await;
+    };
+    let origin = request
+        .extensions()
+        .get::<RequestContext>()
+        .map(RequestContext::origin)
+        .unwrap_or_default();
+    let event = AuditEvent::new(scim_actor(), "scim.rejected", "", Outcome::Denied)
+        .with_origin(origin)
+        .with_details(json!({
+            "reason": refusal,
+            "method": request.method().as_str(),
+            "path": request.uri().path(),
+        }));
+    // The caller is refused either way; a trail that cannot be written is logged, not answered.
+    if let Err(error) = state.audit.append(event).await {
+        tracing::error!(%error, "a refused SCIM request could not be audited");
+    }
+    ScimError::Unauthorized.into_response()
+}
+
+/// The credential of an `Authorization: Bearer` header; an empty one counts as none, so an
+/// unset secret can never be matched.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
+// ---- the user resource --------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserResource<'a> {
+    schemas: [&'static str; 1],
+    id: &'a str,
+    external_id: &'a str,
+    user_name: &'a str,
+    display_name: &'a str,
+    active: bool,
+    meta: Meta,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    resource_type: &'static str,
+    created: String,
+    last_modified: String,
+    location: String,
+}
+
+impl<'a> UserResource<'a> {
+    fn of(user: &'a DirectoryUser) -> Result<Self, ScimError> {
+        Ok(Self {
+            schemas: [USER_SCHEMA],
+            id: &user.id,
+            external_id: &user.external_id,
+            user_name: &user.user_name,
+            display_name: &user.display_name,
+            active: user.active,
+            meta: Meta {
+                resource_type: "User",
+                created: user.created_at.format(&Rfc3339)?,
+                last_modified: user.updated_at.format(&Rfc3339)?,
+                location: user_location(&user.id),
+            },
+        })
+    }
+}
+
+fn user_location(id: &str) -> String {
+    format!("{USERS_PATH}/{id}")
+}
+
+fn user_response(status: StatusCode, user: &DirectoryUser) -> Result<Response, ScimError> {
+    Ok(scim_response(status, &UserResource::of(user)?))
+}
+
+/// The stored attributes a request names; `None` for those it leaves out. Attribute names are
+/// case-insensitive (RFC 7643 section 2.1) and may carry the core schema's URN.
+#[derive(Debug, Default, PartialEq)]
+struct Attributes {
+    user_name: Option<String>,
+    external_id: Option<String>,
+    display_name: Option<String>,
+    formatted_name: Option<String>,
+    active: Option<bool>,
+}
+
+impl Attributes {
+    fn from_object(object: &Map<String, Value>) -> Result<Self, ScimError> {
+        let mut attributes = Self::default();
+        for (name, value) in object {
+            attributes.set(name, value)?;
+        }
+        Ok(attributes)
+    }
+
+    /// Sets one attribute by name or path; attributes not stored here are ignored, and `null`
+    /// means unassigned.
+    fn set(&mut self, path: &str, value: &Value) -> Result<(), ScimError> {
+        if value.is_null() {
+            return Ok(());
+        }
+        match attribute_path(path).as_str() {
+            "active" => self.active = Some(boolean("active", value)?),
+            "username" => self.user_name = Some(required_text("userName", value)?),
+            "externalid" => self.external_id = Some(required_text("externalId", value)?),
+            "displayname" => self.display_name = optional_text("displayName", value)?,
+            "name.formatted" => self.formatted_name = optional_text("name.formatted", value)?,
+            "name" => {
+                if let Value::Object(name) = value {
+                    for (part, inner) in name {
+                        if part.eq_ignore_ascii_case("formatted") {
+                            self.set("name.formatted", inner)?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What the user is shown as when a request replaces the whole resource.
+    fn display_name_or(&self, user_name: &str) -> String {
+        self.display_name
+            .clone()
+            .or_else(|| self.formatted_name.clone())
+            .unwrap_or_else(|| user_name.to_owned())
+    }
+}
+
+fn attribute_path(path: &str) -> String {
+    let lower = path.trim().to_ascii_lowercase();
+    match lower.strip_prefix(USER_SCHEMA_PREFIX) {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// Entra sends some booleans as the strings "True" and "False".
+fn boolean(name: &str, value: &Value) -> Result<bool, ScimError> {
+    match value {
+        Value::Bool(flag) => Ok(*flag),
+        Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+fn required_text(name: &str, value: &Value) -> Result<String, ScimError> {
+    match value {
+        Value::String(text) if !text.trim().is_empty() => Ok(text.clone()),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be a non-empty string"),
+        )),
+    }
+}
+
+fn optional_text(name: &str, value: &Value) -> Result<Option<String>, ScimError> {
+    match value {
+        Value::String(text) => Ok((!text.trim().is_empty()).then(|| text.clone())),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+/// Reads a JSON object from the body whatever its declared content type: directories send
+/// `application/scim+json` and `application/json` alike.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ScimError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ScimError::bad(
+            INVALID_SYNTAX,
+            "the body must be a JSON object",
+        )),
+        Err(error) => Err(ScimError::bad(
+            INVALID_SYNTAX,
+            format!("the body is not valid JSON: {error}"),
+        )),
+    }
+}
+
+/// A member of a JSON object by case-insensitive name (`Operations`, `op`, `path`, `value`).
+fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+// ---- reading ------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum UserFilter {
+    UserName(String),
+    ExternalId(String),
+}
+
+/// The filters directories send to match a user before creating one. Anything else is refused
+/// rather than ignored: answering an unsupported filter with every user would invite a
+/// directory to update the wrong one.
+fn parse_filter(text: &str) -> Result<UserFilter, ScimError> {
+    let invalid = || {
+        ScimError::bad(
+            INVALID_FILTER,
+            "supported filters are userName eq \"…\" and externalId eq \"…\"",
+        )
+    };
+    let (attribute, rest) = text
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(invalid)?;
+    let (operator, literal) = rest
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .ok_or_else(invalid)?;
+    if !operator.eq_ignore_ascii_case("eq") {
+        return Err(invalid());
+    }
+    // A JSON string literal, escapes included; trailing `and …` makes it fail to parse.
+    let value: String = serde_json::from_str(literal.trim()).map_err(|_| invalid())?;
+    match attribute_path(attribute).as_str() {
+        "username" => Ok(UserFilter::UserName(value)),
+        "externalid" => Ok(UserFilter::ExternalId(value)),
+        _ => Err(invalid()),
+    }
+}
+
+/// Numbers arrive as text so a bad one is answered in SCIM's shape, not the framework's.
+#[derive(Deserialize)]
+struct ListQuery {
+    filter: Option<String>,
+    #[serde(rename = "startIndex")]
+    start_index: Option<String>,
+    count: Option<String>,
+}
+
+fn query_number(name: &str, text: Option<&str>, default: i64) -> Result<i64, ScimError> {
+    match text {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ScimError::bad(INVALID_VALUE, format!("{name} must be an integer"))),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListResponse<T> {
+    schemas: [&'static str; 1],
+    total_results: i64,
+    start_index: i64,
+    items_per_page: usize,
+    #[serde(rename = "Resources")]
+    resources: Vec<T>,
+}
+
+impl<T> ListResponse<T> {
+    fn all(resources: Vec<T>) -> Self {
+        Self {
+            schemas: [LIST_SCHEMA],
+            total_results: i64::try_from(resources.len()).unwrap_or(i64::MAX),
+            start_index: 1,
+            items_per_page: resources.len(),
+            resources,
+        }
+    }
+}
+
+async fn list_users(
+    State(state): State<ScimState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ScimError> {
+    let Query(query) =
+        query.map_err(|rejection| ScimError::bad(INVALID_VALUE, rejection.body_text()))?;
+    let filter = query.filter.as_deref().map(parse_filter).transpose()?;
+    // RFC 7644 section 3.4.2.4: below 1 means 1, negative counts mean 0.
+    let start_index = query_number("startIndex", query.start_index.as_deref(), 1)?.max(1);
+    let count = query_number("count", query.count.as_deref(), DEFAULT_COUNT)?.clamp(0, MAX_RESULTS);
+    let (user_name, external_id) = match &filter {
+        Some(UserFilter::UserName(name)) => (Some(name.as_str()), None),
+        Some(UserFilter::ExternalId(id)) => (None, Some(id.as_str())),
+        None => (None, None),
+    };
+    let (total, users) = state
+        .store
+        .directory_users(user_name, external_id, start_index - 1, count)
+        .await?;
+    let resources = users
+        .iter()
+        .map(UserResource::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let list = ListResponse {
+        schemas: [LIST_SCHEMA],
+        total_results: total,
+        start_index,
+        items_per_page: resources.len(),
+        resources,
+    };
+    Ok(scim_response(StatusCode::OK, &list))
+}
+
+async fn get_user(
+    State(state): State<ScimState>,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let user = existing_user(&state.store, &id).await?;
+    user_response(StatusCode::OK, &user)
+}
+
+async fn existing_user(store: &Store, id: &str) -> Result<DirectoryUser, ScimError> {
+    store
+        .directory_user(id)
+        .await?
+        .ok_or_else(|| ScimError::no_user(id))
+}
+
+// ---- writing ------------------------------------------------------------------------------
+
+/// userName is unique per RFC 7643; the database does not enforce it, so it is checked here.
+/// Two concurrent requests can still both pass; directories provision one user at a time.
+async fn ensure_user_name_free(
+    store: &Store,
+    user_name: &str,
+    except_id: Option<&str>,
+) -> Result<(), ScimError> {
+    let (_, users) = store.directory_users(Some(user_name), None, 0, 2).await?;
+    if users.iter().any(|user| Some(user.id.as_str()) != except_id) {
+        return Err(ScimError::Conflict(format!(
+            "a user with userName {user_name} exists"
+        )));
+    }
+    Ok(())
+}
+
+/// Stored time has microsecond precision; a response should show what a later read will.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_microsecond(now.microsecond()).unwrap_or(now)
+}
+
+async fn create_user(
+    State(state): State<ScimState>,
+    context: RequestContext,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let attributes = Attributes::from_object(&json_object(&body)?)?;
+    let user_name = attributes
+        .user_name
+        .clone()
+        .ok_or_else(|| ScimError::bad(INVALID_VALUE, "userName is required"))?;
+    let external_id = attributes.external_id.clone().ok_or_else(|| {
+        ScimError::bad(
+            INVALID_VALUE,
+            "externalId is required: map the directory's object id to it",
+        )
+    })?;
+    ensure_user_name_free(&state.store, &user_name, None).await?;
+    let now = now();
+    let user = DirectoryUser {
+        id: Uuid::now_v7().to_string(),
+        external_id,
+        display_name: attributes.display_name_or(&user_name),
+        user_name,
+        active: attributes.active.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.insert_directory_user(&user).await?;
+    // Created inactive still locks out: the person may have signed in before provisioning.
+    let change = Change {
+        kind: ChangeKind::Created,
+        locks_out: !user.active,
+        was_active: false,
+        changed: Vec::new(),
+    };
+    settle(&state, &context, &user, change).await?;
+    let mut response = user_response(StatusCode::CREATED, &user)?;
+    if let Ok(location) = HeaderValue::from_str(&user_location(&user.id)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn replace_user(
+    State(state): State<ScimState>,
+    context: RequestContext,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let attributes = Attributes::from_object(&json_object(&body)?)?;
+    let before = existing_user(&state.store, &id).await?;
+    let user_name = attributes
+        .user_name
+        .clone()
+        .ok_or_else(|| ScimError::bad(INVALID_VALUE, "userName is required"))?;
+    let mut after = before.clone();
+    after.display_name = attributes.display_name_or(&user_name);
+    after.user_name = user_name;
+    // A replacement that leaves `active` out keeps the stored value: reading its absence as
+    // the default `true` would quietly lift a lock-out.
+    after.active = attributes.active.unwrap_or(before.active);
+    if let Some(external_id) = &attributes.external_id {
+        keep_external_id(&before, external_id)?;
+    }
+    let set_inactive = attributes.active == Some(false);
+    update(&state, &context, &before, after, set_inactive).await
+}
+
+async fn patch_user(
+    State(state): State<ScimState>,
+    context: RequestContext,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let patch = json_object(&body)?;
+    let before = existing_user(&state.store, &id).await?;
+    let Some(Value::Array(operations)) = member(&patch, "Operations") else {
+        return Err(ScimError::bad(
+            INVALID_SYNTAX,
+            "a PatchOp needs an Operations array",
+        ));
+    };
+    let mut after = before.clone();
+    let mut set_inactive = false;
+    for operation in operations {
+        set_inactive |= apply_operation(&mut after, operation)?;
+    }
+    update(&state, &context, &before, after, set_inactive).await
+}
+
+/// Applies one PatchOp operation in order; true when it set `active` to false.
+fn apply_operation(user: &mut DirectoryUser, operation: &Value) -> Result<bool, ScimError> {
+    let Value::Object(operation) = operation else {
+        return Err(ScimError::bad(
+            INVALID_SYNTAX,
+            "an operation must be an object",
+        ));
+    };
+    let op = member(operation, "op")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let path = member(operation, "path").and_then(Value::as_str);
+    let value = member(operation, "value");
+    let attributes = match (op.as_str(), path, value) {
+        ("add" | "replace", Some(path), Some(value)) => {
+            let mut attributes = Attributes::default();
+            attributes.set(path, value)?;
+            attributes
+        }
+        ("add" | "replace", None, Some(Value::Object(object))) => Attributes::from_object(object)?,
+        ("add" | "replace", _, _) => {
+            return Err(ScimError::bad(
+                INVALID_VALUE,
+                "add and replace need a value (an object when there is no path)",
+            ));
+        }
+        ("remove", Some(path), _) => return remove_attribute(user, path).map(|()| false),
+        ("remove", None, _) => {
+            return Err(ScimError::bad(NO_TARGET, "remove needs a path"));
+        }
+        _ => {
+            return Err(ScimError::bad(
+                INVALID_SYNTAX,
+                "op must be add, replace or remove",
+            ));
+        }
+    };
+    if let Some(external_id) = &attributes.external_id {
+        keep_external_id(user, external_id)?;
+    }
+    if let Some(user_name) = attributes.user_name {
+        user.user_name = user_name;
+    }
+    // Within one operation displayName wins; name.formatted stands in when it alone is sent.
+    if let Some(display_name) = attributes.display_name.or(attributes.formatted_name) {
+        user.display_name = display_name;
+    }
+    if let Some(active) = attributes.active {
+        user.active = active;
+    }
+    Ok(attributes.active == Some(false))
+}
+
+fn remove_attribute(user: &mut DirectoryUser, path: &str) -> Result<(), ScimError> {
+    match attribute_path(path).as_str() {
+        "displayname" | "name.formatted" | "name" => {
+            user.display_name = user.user_name.clone();
+            Ok(())
+        }
+        "active" | "username" | "externalid" => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{path} cannot be removed"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn keep_external_id(user: &DirectoryUser, external_id: &str) -> Result<(), ScimError> {
+    if external_id == user.external_id {
+        return Ok(());
+    }
+    Err(ScimError::bad(
+        MUTABILITY,
+        "externalId is the directory object id and cannot change; delete and create the user",
+    ))
+}
+
+/// Stores a PUT's or PATCH's result, locks the user out if this request deprovisions them, and
+/// audits it. A request that changes nothing stored (attributes kept elsewhere) writes nothing.
+async fn update(
+    state: &ScimState,
+    context: &RequestContext,
+    before: &DirectoryUser,
+    mut after: DirectoryUser,
+    set_inactive: bool,
+) -> Result<Response, ScimError> {
+    let changed = changed_attributes(before, &after);
+    // Asserting inactive again still locks out: a retry after a failed audit must redo it.
+    let locks_out = !after.active && (before.active || set_inactive);
+    if changed.is_empty() && !locks_out {
+        return user_response(StatusCode::OK, before);
+    }
+    if changed.contains(&"userName") {
+        ensure_user_name_free(&state.store, &after.user_name, Some(&after.id)).await?;
+    }
+    if !changed.is_empty() {
+        after.updated_at = now();
+        if !state.store.update_directory_user(&after).await? {
+            return Err(ScimError::no_user(&after.id));
+        }
+    }
+    let change = Change {
+        kind: ChangeKind::Updated,
+        locks_out,
+        was_active: before.active,
+        changed,
+    };
+    settle(state, context, &after, change).await?;
+    user_response(StatusCode::OK, &after)
+}
+
+fn changed_attributes(before: &DirectoryUser, after: &DirectoryUser) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if before.user_name != after.user_name {
+        changed.push("userName");
+    }
+    if before.display_name != after.display_name {
+        changed.push("displayName");
+    }
+    if before.active != after.active {
+        changed.push("active");
+    }
+    changed
+}
+
+async fn delete_user(
+    State(state): State<ScimState>,
+    context: RequestContext,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let before = existing_user(&state.store, &id).await?;
+    // The store keeps the row as an inactive tombstone, so the lock-out outlives the user.
+    if state
+        .store
+        .delete_directory_user(&id, now())
+        .await?
+        .is_none()
+    {
+        return Err(ScimError::no_user(&id));
+    }
+    let change = Change {
+        kind: ChangeKind::Deleted,
+        locks_out: true,
+        was_active: before.active,
+        changed: Vec::new(),
+    };
+    let mut deleted = before;
+    deleted.active = false;
+    settle(&state, &context, &deleted, change).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// What a write did, for locking out and the audit record.
+struct Change {
+    kind: ChangeKind,
+    /// End the user's sessions and revoke their keys.
+    locks_out: bool,
+    was_active: bool,
+    changed: Vec<&'static str>,
+}
+
+/// After a user's new state is stored: lock them out if the change calls for it, then audit.
+/// The lock-out comes first and waits on nothing else; if the audit then fails, the directory
+/// gets a 500, because an unaudited change must not look successful (its retry redoes both).
+async fn settle(
+    state: &ScimState,
+    context: &RequestContext,
+    user: &DirectoryUser,
+    change: Change,
+) -> Result<(), ScimError> {
+    let mut details = json!({
+        "externalId": user.external_id,
+        "userName": user.user_name,
+        "active": user.active,
+    });
+    let mut action = match change.kind {
+        ChangeKind::Created => "scim.user.created",
+        ChangeKind::Updated => "scim.user.updated",
+        ChangeKind::Deleted => "scim.user.deleted",
+    };
+    if !change.changed.is_empty() {
+        details["changed"] = json!(change.changed);
+    }
+    if change.locks_out {
+        let (sessions_ended, api_keys_revoked) = lock_out(&state.store, &user.external_id).await?;
+        tracing::info!(
+            user = %user.id,
+            sessions_ended,
+            api_keys_revoked,
+            "directory deprovisioned a user"
+        );
+        details["sessions_ended"] = json!(sessions_ended);
+        details["api_keys_revoked"] = json!(api_keys_revoked);
+        details["was_active"] = json!(change.was_active);
+        // Deleting a user who was already locked out, with nothing left to end, is a deletion.
+        let nothing_to_end = sessions_ended == 0 && api_keys_revoked == 0;
+        if !(change.kind == ChangeKind::Deleted && !change.was_active && nothing_to_end) {
+            action = "scim.user.deprovisioned";
+        }
+        if change.kind == ChangeKind::Deleted {
+            details["deleted"] = json!(true);
+        }
+    }
+    let resource = format!("directory_user/{}", user.id);
+    let event = AuditEvent::new(scim_actor(), action, resource.as_str(), Outcome::Allowed)
+        .with_origin(context.origin())
+        .with_details(details);
+    if let Err(error) = state.audit.append(event).await {
+        // The change stands; the log keeps what the trail could not.
+        tracing::error!(%error, action, %resource, "a SCIM change could not be audited");
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Ends the subject's sessions and revokes their keys; both are tried even if one fails.
+async fn lock_out(store: &Store, subject: &str) -> Result<(u64, u64), StoreError> {
+    let now = now();
+    let sessions = store
+        .end_sessions_of(subject, SESSIONS_END_REASON, now)
+        .await;
+    let keys = store
+        .revoke_api_keys_of(subject, KEYS_REVOKE_REASON, now)
+        .await;
+    Ok((sessions?, keys?))
+}
+
+// ---- discovery ----------------------------------------------------------------------------
+
+async fn service_provider_config() -> Response {
+    let config = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": { "supported": true },
+        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "filter": { "supported": true, "maxResults": MAX_RESULTS },
+        "changePassword": { "supported": false },
+        "sort": { "supported": false },
+        "etag": { "supported": false },
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "The shared secret configured as identity.scim.bearer_secret",
+            "primary": true,
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": "/scim/v2/ServiceProviderConfig",
+        },
+    });
+    scim_response(StatusCode::OK, &config)
+}
+
+async fn resource_types() -> Response {
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "A person the directory provisions",
+        "schema": USER_SCHEMA,
+        "meta": { "resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/User" },
+    });
+    scim_response(StatusCode::OK, &ListResponse::all(vec![user]))
+}
+
+async fn schemas() -> Response {
+    let attribute = |name: &str, kind: &str, required: bool, uniqueness: &str| {
+        json!({
+            "name": name,
+            "type": kind,
+            "multiValued": false,
+            "required": required,
+            "caseExact": false,
+            "mutability": "readWrite",
+            "returned": "default",
+            "uniqueness": uniqueness,
+        })
+    };
+    let name = json!({
+        "name": "name",
+        "type": "complex",
+        "multiValued": false,
+        "required": false,
+        "mutability": "readWrite",
+        "returned": "default",
+        "subAttributes": [attribute("formatted", "string", false, "none")],
+    });
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": USER_SCHEMA,
+        "name": "User",
+        "description": "User account",
+        "attributes": [
+            attribute("userName", "string", true, "server"),
+            name,
+            attribute("displayName", "string", false, "none"),
+            attribute("active", "boolean", false, "none"),
+        ],
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("/scim/v2/Schemas/{USER_SCHEMA}"),
+        },
+    });
+    scim_response(StatusCode::OK, &ListResponse::all(vec![user]))
+}
+
+async fn unknown_path(Path(rest): Path<String>) -> ScimError {
+    ScimError::NotFound(format!("no SCIM resource at /scim/v2/{rest}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use ajutant_core::config::DatabaseConfig;
+    use ajutant_core::policy::{Principal, PrincipalKind};
+    use ajutant_store::{ApiKey, AuditWriter, NewSession};
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    const SECRET: &str = "scim-test-bearer-secret-0123456789abcdef";
+
+    struct Harness {
+        base: String,
+        client: reqwest::Client,
+        store: Store,
+        writer: Option<AuditWriter>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// Puts a `RequestContext` in the extensions, as the real envelope does.
+    async fn with_context(mut request: Request, next: Next) -> Response {
+        request.extensions_mut().insert(RequestContext {
+            request_id: "scim-test".to_owned(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
+            client_addr: Some(([127, 0, 0, 1], 40000).into()),
+        });
+        next.run(request).await
+    }
+
+    async fn spawn() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            url: format!("sqlite://{}/t.db", dir.path().display())
+                .parse()
+                .unwrap(),
+            ..DatabaseConfig::default()
+        };
+        let store = Store::connect(&config).await.unwrap();
+        store.migrate().await.unwrap();
+        let (audit, writer) = AuditLog::start(store.clone(), 16);
+        let state = ScimState {
+            store: store.clone(),
+            audit,
+            bearer_secret: SecretString::new(SECRET),
+        };
+        let app = router(state).layer(axum::middleware::from_fn(with_context));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Harness {
+            base,
+            client,
+            store,
+            writer: Some(writer),
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        async fn send(
+            &self,
+            method: reqwest::Method,
+            path: &str,
+            body: Option<&str>,
+        ) -> (StatusCode, Option<String>, Value) {
+            let mut request = self
+                .client
+                .request(method, format!("{}{path}", self.base))
+                .bearer_auth(SECRET);
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_owned());
+            }
+            let response = request.send().await.unwrap();
+            let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = response.text().await.unwrap();
+            let json = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            };
+            (status, content_type, json)
+        }
+
+        async fn create(&self, user_name: &str, external_id: &str) -> String {
+            let body = json!({
+                "schemas": [USER_SCHEMA],
+                "userName": user_name,
+                "externalId": external_id,
+                "name": { "formatted": "Ada Lovelace" },
+                "emails": [{ "value": user_name, "type": "work", "primary": true }],
+                "active": true,
+            });
+            let (status, _, user) = self
+                .send(reqwest::Method::POST, USERS_PATH, Some(&body.to_string()))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{user}");
+            user["id"].as_str().unwrap().to_owned()
+        }
+
+        async fn seed_session(&self, subject: &str) -> String {
+            let principal = Principal {
+                id: format!("https://idp.example/t#{subject}"),
+                subject: subject.to_owned(),
+                display_name: subject.to_owned(),
+                kind: PrincipalKind::User,
+                groups: BTreeSet::new(),
+                app_roles: BTreeSet::new(),
+                tenant: None,
+            };
+            let now = OffsetDateTime::now_utc();
+            let hash = format!("session-of-{subject}");
+            self.store
+                .create_session(NewSession {
+                    id_hash: &hash,
+                    principal: &principal,
+                    csrf_token: "csrf",
+                    refresh_token: Some("refresh"),
+                    now,
+                    expires_at: now + time::Duration::hours(8),
+                    recheck_at: now + time::Duration::minutes(5),
+                })
+                .await
+                .unwrap();
+            hash
+        }
+
+        async fn seed_key(&self, owner: &str) -> String {
+            let id = format!("ajk_{owner}");
+            self.store
+                .insert_api_key(&ApiKey {
+                    id: id.clone(),
+                    name: format!("script-of-{owner}"),
+                    groups: vec!["g".to_owned()],
+                    secret_hash: "0".repeat(64),
+                    owner_subject: Some(owner.to_owned()),
+                    created_by: "test".to_owned(),
+                    created_at: OffsetDateTime::now_utc(),
+                    expires_at: None,
+                    revoked_at: None,
+                    last_used_at: None,
+                })
+                .await
+                .unwrap();
+            id
+        }
+
+        async fn audit_actions(&self) -> Vec<(String, Outcome, String)> {
+            self.store
+                .audit_page(0, None, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|record| (record.action, record.outcome, record.details))
+                .collect()
+        }
+    }
+
+    fn assert_scim_error(status: StatusCode, content_type: Option<String>, body: &Value) {
+        assert_eq!(content_type.as_deref(), Some(SCIM_JSON));
+        assert_eq!(body["schemas"], json!([ERROR_SCHEMA]));
+        assert_eq!(body["status"], json!(status.as_u16().to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_right_bearer_is_refused_and_audited() {
+        let app = spawn().await;
+        let url = format!("{}{USERS_PATH}", app.base);
+        let missing = app.client.get(&url).send().await.unwrap();
+        let wrong = app
+            .client
+            .get(&url)
+            .bearer_auth("not-the-secret-but-a-guess")
+            .send()
+            .await
+            .unwrap();
+        for response in [missing, wrong] {
+            assert_eq!(response.status().as_u16(), 401);
+            assert!(response.headers().contains_key("www-authenticate"));
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = response.json().await.unwrap();
+            assert_scim_error(StatusCode::UNAUTHORIZED, content_type, &body);
+        }
+
+        let records = app.store.audit_page(0, None, 100).await.unwrap();
+        assert_eq!(records.len(), 2);
+        for record in &records {
+            assert_eq!(record.action, "scim.rejected");
+            assert_eq!(record.outcome, Outcome::Denied);
+            assert_eq!(record.actor.id, "scim");
+            assert_eq!(record.origin.request_id.as_deref(), Some("scim-test"));
+            assert!(!record.details.contains("not-the-secret"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_created_user_can_be_read_and_found_by_user_name() {
+        let app = spawn().await;
+        let body = json!({
+            "schemas": [USER_SCHEMA],
+            "userName": "ada@example.com",
+            "externalId": "oid-ada",
+            "name": { "formatted": "Ada Lovelace" },
+        });
+        let response = app
+            .client
+            .post(format!("{}{USERS_PATH}", app.base))
+            .bearer_auth(SECRET)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let created: Value = response.json().await.unwrap();
+        let id = created["id"].as_str().unwrap();
+        assert_eq!(location, format!("/scim/v2/Users/{id}"));
+        assert_eq!(created["displayName"], "Ada Lovelace");
+        assert_eq!(created["active"], true);
+        assert_eq!(created["meta"]["location"], location);
+
+        let (status, content_type, fetched) = app.send(reqwest::Method::GET, &location, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some(SCIM_JSON));
+        assert_eq!(fetched, created);
+
+        let (status, _, list) = app
+            .send(
+                reqwest::Method::GET,
+                "/scim/v2/Users?filter=USERNAME%20Eq%20%22ada%40example.com%22",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["schemas"], json!([LIST_SCHEMA]));
+        assert_eq!(list["totalResults"], 1);
+        assert_eq!(list["startIndex"], 1);
+        assert_eq!(list["itemsPerPage"], 1);
+        assert_eq!(list["Resources"][0], created);
+
+        let (_, _, none) = app
+            .send(
+                reqwest::Method::GET,
+                "/scim/v2/Users?filter=externalId%20eq%20%22oid-nobody%22",
+                None,
+            )
+            .await;
+        assert_eq!(none["totalResults"], 0);
+        assert_eq!(none["Resources"], json!([]));
+
+        let actions = app.audit_actions().await;
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].0, "scim.user.created");
+        assert_eq!(actions[0].1, Outcome::Allowed);
+    }
+
+    #[tokio::test]
+    async fn a_taken_external_id_is_a_uniqueness_conflict() {
+        let app = spawn().await;
+        app.create("ada@example.com", "oid-ada").await;
+        let body = json!({ "userName": "other@example.com", "externalId": "oid-ada" });
+        let (status, content_type, error) = app
+            .send(reqwest::Method::POST, USERS_PATH, Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_scim_error(status, content_type, &error);
+        assert_eq!(error["scimType"], "uniqueness");
+    }
+
+    #[tokio::test]
+    async fn a_user_without_an_external_id_is_refused() {
+        let app = spawn().await;
+        let body = json!({ "userName": "ada@example.com" });
+        let (status, _, error) = app
+            .send(reqwest::Method::POST, USERS_PATH, Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(error["scimType"], INVALID_VALUE);
+    }
+
+    #[tokio::test]
+    async fn an_entra_deactivation_ends_that_users_sessions_and_keys_only() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        app.create("bob@example.com", "oid-bob").await;
+        let ada_session = app.seed_session("oid-ada").await;
+        let bob_session = app.seed_session("oid-bob").await;
+        let ada_key = app.seed_key("oid-ada").await;
+        let bob_key = app.seed_key("oid-bob").await;
+
+        let patch = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "Replace", "path": "active", "value": "False" }],
+        });
+        let (status, content_type, user) = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("{USERS_PATH}/{id}"),
+                Some(&patch.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(content_type.as_deref(), Some(SCIM_JSON));
+        assert_eq!(user["active"], false);
+
+        assert!(
+            app.store
+                .session(&ada_session)
+                .await
+                .unwrap()
+                .unwrap()
+                .ended
+        );
+        assert!(
+            app.store
+                .api_key(&ada_key)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+        assert!(app.store.is_deprovisioned("oid-ada").await.unwrap());
+        assert!(
+            !app.store
+                .session(&bob_session)
+                .await
+                .unwrap()
+                .unwrap()
+                .ended
+        );
+        assert!(
+            app.store
+                .api_key(&bob_key)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_none()
+        );
+        assert!(!app.store.is_deprovisioned("oid-bob").await.unwrap());
+
+        let actions = app.audit_actions().await;
+        let (action, outcome, details) = actions.last().unwrap();
+        assert_eq!(action, "scim.user.deprovisioned");
+        assert_eq!(*outcome, Outcome::Allowed);
+        let details: Value = serde_json::from_str(details).unwrap();
+        assert_eq!(details["externalId"], "oid-ada");
+        assert_eq!(details["sessions_ended"], 1);
+        assert_eq!(details["api_keys_revoked"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_pathless_patch_updates_attributes_and_can_deactivate() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        let session = app.seed_session("oid-ada").await;
+        let patch = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                { "op": "Add", "path": "emails[type eq \"work\"].value", "value": "x@example.com" },
+                { "op": "replace", "value": { "displayName": "Ada King", "name.givenName": "Ada" } },
+            ],
+        });
+        let path = format!("{USERS_PATH}/{id}");
+        let (status, _, user) = app
+            .send(reqwest::Method::PATCH, &path, Some(&patch.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["displayName"], "Ada King");
+        assert_eq!(user["active"], true);
+        assert!(!app.store.session(&session).await.unwrap().unwrap().ended);
+
+        let patch = json!({ "Operations": [{ "op": "replace", "value": { "active": false } }] });
+        let (_, _, user) = app
+            .send(reqwest::Method::PATCH, &path, Some(&patch.to_string()))
+            .await;
+        assert_eq!(user["active"], false);
+        assert!(app.store.session(&session).await.unwrap().unwrap().ended);
+        let actions: Vec<String> = app.audit_actions().await.into_iter().map(|a| a.0).collect();
+        assert_eq!(
+            actions,
+            [
+                "scim.user.created",
+                "scim.user.updated",
+                "scim.user.deprovisioned"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replacement_that_omits_active_does_not_reactivate() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        let path = format!("{USERS_PATH}/{id}");
+        let deactivate = json!({ "userName": "ada@example.com", "active": false });
+        let (status, _, user) = app
+            .send(reqwest::Method::PUT, &path, Some(&deactivate.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(user["active"], false);
+        assert_eq!(user["displayName"], "ada@example.com");
+
+        let rename = json!({ "userName": "ada.king@example.com", "externalId": "oid-ada" });
+        let (_, _, user) = app
+            .send(reqwest::Method::PUT, &path, Some(&rename.to_string()))
+            .await;
+        assert_eq!(user["userName"], "ada.king@example.com");
+        assert_eq!(user["active"], false);
+        assert!(app.store.is_deprovisioned("oid-ada").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_external_id_cannot_change() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        let patch = json!({
+            "Operations": [{ "op": "replace", "path": "externalId", "value": "oid-other" }],
+        });
+        let (status, _, error) = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("{USERS_PATH}/{id}"),
+                Some(&patch.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(error["scimType"], MUTABILITY);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_user_is_gone_and_stays_locked_out() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        let session = app.seed_session("oid-ada").await;
+        let key = app.seed_key("oid-ada").await;
+        let path = format!("{USERS_PATH}/{id}");
+
+        let (status, _, body) = app.send(reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(body, Value::Null);
+        assert!(app.store.session(&session).await.unwrap().unwrap().ended);
+        assert!(
+            app.store
+                .api_key(&key)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+
+        let (status, content_type, error) = app.send(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_scim_error(status, content_type, &error);
+        assert!(app.store.is_deprovisioned("oid-ada").await.unwrap());
+
+        // The tombstone keeps the directory object id: it cannot come back as a new user.
+        let body = json!({ "userName": "ada@example.com", "externalId": "oid-ada" });
+        let (status, _, _) = app
+            .send(reqwest::Method::POST, USERS_PATH, Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(app.store.is_deprovisioned("oid-ada").await.unwrap());
+
+        let actions: Vec<String> = app.audit_actions().await.into_iter().map(|a| a.0).collect();
+        assert_eq!(actions, ["scim.user.created", "scim.user.deprovisioned"]);
+    }
+
+    #[tokio::test]
+    async fn when_the_audit_fails_the_lock_out_still_happens_and_the_answer_is_500() {
+        let mut app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        let session = app.seed_session("oid-ada").await;
+        app.writer
+            .take()
+            .unwrap()
+            .finish(Duration::from_secs(5))
+            .await;
+
+        let patch =
+            json!({ "Operations": [{ "op": "replace", "path": "active", "value": false }] });
+        let (status, content_type, error) = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("{USERS_PATH}/{id}"),
+                Some(&patch.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_scim_error(status, content_type, &error);
+        assert_eq!(error["detail"], "internal error");
+        assert!(app.store.session(&session).await.unwrap().unwrap().ended);
+        assert!(app.store.is_deprovisioned("oid-ada").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_invalid_syntax() {
+        let app = spawn().await;
+        let id = app.create("ada@example.com", "oid-ada").await;
+        for (method, path) in [
+            (reqwest::Method::POST, USERS_PATH.to_owned()),
+            (reqwest::Method::PATCH, format!("{USERS_PATH}/{id}")),
+        ] {
+            let (status, content_type, error) =
+                app.send(method, &path, Some("{\"userName\": ")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_scim_error(status, content_type, &error);
+            assert_eq!(error["scimType"], INVALID_SYNTAX);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_filter_is_invalid_filter() {
+        let app = spawn().await;
+        let (status, content_type, error) = app
+            .send(
+                reqwest::Method::GET,
+                "/scim/v2/Users?filter=displayName%20co%20%22Ada%22",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_scim_error(status, content_type, &error);
+        assert_eq!(error["scimType"], INVALID_FILTER);
+    }
+
+    #[tokio::test]
+    async fn pages_start_at_one_and_hold_at_most_the_count() {
+        let app = spawn().await;
+        for n in 0..3 {
+            app.create(&format!("user{n}@example.com"), &format!("oid-{n}"))
+                .await;
+        }
+        let (_, _, page) = app
+            .send(
+                reqwest::Method::GET,
+                "/scim/v2/Users?startIndex=2&count=1",
+                None,
+            )
+            .await;
+        assert_eq!(page["totalResults"], 3);
+        assert_eq!(page["startIndex"], 2);
+        assert_eq!(page["itemsPerPage"], 1);
+        assert_eq!(page["Resources"][0]["userName"], "user1@example.com");
+
+        let (status, _, error) = app
+            .send(reqwest::Method::GET, "/scim/v2/Users?count=many", None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(error["scimType"], INVALID_VALUE);
+    }
+
+    #[tokio::test]
+    async fn discovery_documents_describe_what_is_supported() {
+        let app = spawn().await;
+        let (status, content_type, config) = app
+            .send(reqwest::Method::GET, "/scim/v2/ServiceProviderConfig", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some(SCIM_JSON));
+        assert_eq!(config["patch"]["supported"], true);
+        assert_eq!(config["filter"]["maxResults"], 200);
+        assert_eq!(config["bulk"]["supported"], false);
+        assert_eq!(
+            config["authenticationSchemes"][0]["type"],
+            "oauthbearertoken"
+        );
+        let (_, _, types) = app
+            .send(reqwest::Method::GET, "/scim/v2/ResourceTypes", None)
+            .await;
+        assert_eq!(types["Resources"][0]["schema"], USER_SCHEMA);
+        let (_, _, schemas) = app
+            .send(reqwest::Method::GET, "/scim/v2/Schemas", None)
+            .await;
+        assert_eq!(schemas["Resources"][0]["id"], USER_SCHEMA);
+        let (status, _, _) = app
+            .send(reqwest::Method::GET, "/scim/v2/Groups", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn filters_are_read_case_insensitively_and_anything_else_is_refused() {
+        let accepted = [
+            (
+                "userName eq \"ada@example.com\"",
+                UserFilter::UserName("ada@example.com".into()),
+            ),
+            (
+                "USERNAME EQ \"a\\\"b\"",
+                UserFilter::UserName("a\"b".into()),
+            ),
+            (
+                "externalId eq \"oid-1\"",
+                UserFilter::ExternalId("oid-1".into()),
+            ),
+            (
+                "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"x\"",
+                UserFilter::UserName("x".into()),
+            ),
+        ];
+        for (text, expected) in accepted {
+            assert_eq!(parse_filter(text).unwrap(), expected, "{text}");
+        }
+        let refused = [
+            "userName co \"a\"",
+            "userName eq a",
+            "displayName eq \"a\"",
+            "userName eq \"a\" and externalId eq \"b\"",
+            "userName pr",
+            "",
+        ];
+        for text in refused {
+            assert!(
+                matches!(
+                    parse_filter(text),
+                    Err(ScimError::BadRequest {
+                        scim_type: INVALID_FILTER,
+                        ..
+                    })
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn booleans_may_arrive_as_text() {
+        assert!(!boolean("active", &json!("False")).unwrap());
+        assert!(boolean("active", &json!("TRUE")).unwrap());
+        assert!(boolean("active", &json!(true)).unwrap());
+        assert!(boolean("active", &json!("no")).is_err());
+        assert!(boolean("active", &json!(0)).is_err());
+    }
+}
