@@ -7,6 +7,7 @@
 //! `scripts/test` starts the server when it is down. They fail, rather than skip, when it is
 //! unreachable: a green run must mean both databases were tested.
 
+pub mod fake_idp;
 pub mod identity;
 
 use std::net::SocketAddr;

@@ -84,6 +84,16 @@ fn config_check_refuses_insecure_production_settings() {
 }
 
 #[test]
+fn production_refuses_the_development_identity_provider() {
+    let (code, _, stderr) = run(ajutant(&["serve"])
+        .env("AJUTANT_MODE", "production")
+        .env("AJUTANT_SERVER__PUBLIC_URL", "https://ajutant.example.org")
+        .env("AJUTANT_LISTEN", "127.0.0.1:0"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("development identity provider"), "{stderr}");
+}
+
+#[test]
 fn the_example_passes_config_check() {
     let (code, example, _) = run(&mut ajutant(&["config", "example"]));
     assert_eq!(code, 0);
@@ -140,6 +150,7 @@ both_databases!(
     audit_verify_names_the_first_altered_record,
     audit_export_writes_jsonl_and_csv_from_a_time,
     serve_answers_then_stops_cleanly_on_sigterm,
+    apikey_create_prints_only_the_key_which_works_until_revoked,
 );
 
 async fn audit_verify_names_the_first_altered_record(backend: Backend) {
@@ -241,6 +252,100 @@ async fn audit_export_writes_jsonl_and_csv_from_a_time(backend: Backend) {
     ]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("RFC 3339"), "{stderr}");
+}
+
+async fn apikey_create_prints_only_the_key_which_works_until_revoked(backend: Backend) {
+    let app = ajutant_testkit::TestApp::spawn(backend).await;
+    let url = app.database().url().to_owned();
+    let (code, stdout, stderr) = run(&mut ajutant(&[
+        "apikey",
+        "create",
+        "--name",
+        "nightly-export",
+        "--group",
+        "g-reports",
+        "--group",
+        "g-finance",
+        "--database-url",
+        &url,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let key = stdout.trim_end_matches('\n');
+    assert!(
+        !key.contains('\n') && key.starts_with("ajk_"),
+        "only the key on stdout: {stdout:?}"
+    );
+    assert!(
+        stderr.contains("created API key") && !stderr.contains(key),
+        "{stderr}"
+    );
+    let id = &key[..14];
+
+    let me = |key: String| {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/me");
+        async move { client.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let response = me(key.to_owned()).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "apikey:nightly-export");
+    assert_eq!(
+        body["groups"],
+        serde_json::json!(["g-finance", "g-reports"])
+    );
+
+    let (code, listed, _) = run(&mut ajutant(&["apikey", "list", "--database-url", &url]));
+    assert_eq!(code, 0);
+    assert!(
+        listed.contains(id) && listed.contains("active") && !listed.contains(key),
+        "{listed}"
+    );
+
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "apikey",
+        "revoke",
+        id,
+        "--database-url",
+        &url,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(me(key.to_owned()).await.status(), 401);
+    let (_, listed, _) = run(&mut ajutant(&["apikey", "list", "--database-url", &url]));
+    assert!(listed.contains("revoked"), "{listed}");
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "apikey",
+        "revoke",
+        id,
+        "--database-url",
+        &url,
+    ]));
+    assert_eq!(code, 3, "revoking twice is an error: {stderr}");
+
+    let (code, stdout, stderr) = run(&mut ajutant(&[
+        "apikey",
+        "create",
+        "--name",
+        "bad name!",
+        "--database-url",
+        &url,
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+
+    let store = app.store().await;
+    let created = store
+        .audit_search(&ajutant_store::AuditQuery {
+            action: Some("api_key.".to_owned()),
+            actor_id: Some("cli".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = created.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+    app.stop().await.unwrap();
 }
 
 async fn serve_answers_then_stops_cleanly_on_sigterm(backend: Backend) {

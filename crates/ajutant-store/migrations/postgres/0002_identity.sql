@@ -38,7 +38,7 @@ CREATE TABLE api_keys (
     expires_at     TIMESTAMPTZ,
     revoked_at     TIMESTAMPTZ,
     revoked_reason TEXT,
-    last_used_at   TEXT
+    last_used_at   TIMESTAMPTZ
 );
 CREATE INDEX api_keys_owner_subject ON api_keys (owner_subject);
 
