@@ -238,6 +238,15 @@ fn join(base: &Url, path: &str) -> Result<Url, IdentityError> {
         .map_err(|e| IdentityError::Config(format!("server.public_url: {e}")))
 }
 
+/// A refused credential: how it was presented (`token`, `api_key`, `session`, `header`), the
+/// message for the caller, and the reason code for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal<'a> {
+    pub method: &'a str,
+    pub message: &'a str,
+    pub code: &'a str,
+}
+
 /// Someone not (yet) known, for audit records of refused credentials.
 pub(crate) fn anonymous() -> Actor {
     Actor {
@@ -263,17 +272,15 @@ impl AppState {
         &self,
         context: &RequestContext,
         actor: Actor,
-        method: &str,
-        reason: &str,
-        code: &str,
+        refusal: Refusal<'_>,
     ) -> ApiError {
         let event = AuditEvent::new(actor, "auth.rejected", "", Outcome::Denied)
             .with_origin(context.origin())
-            .with_details(serde_json::json!({ "method": method, "reason": code }));
+            .with_details(serde_json::json!({ "method": refusal.method, "reason": refusal.code }));
         if let Err(error) = self.record(event).await {
             return error;
         }
-        ApiError::Unauthorized(reason.to_owned())
+        ApiError::Unauthorized(refusal.message.to_owned())
     }
 }
 
@@ -314,9 +321,11 @@ async fn authenticate(
                 .refuse(
                     context,
                     anonymous(),
-                    "header",
-                    "the Authorization header must be `Bearer <token or API key>`",
-                    "bad_scheme",
+                    Refusal {
+                        method: "header",
+                        message: "the Authorization header must be `Bearer <token or API key>`",
+                        code: "bad_scheme",
+                    },
                 )
                 .await);
         };
@@ -327,15 +336,7 @@ async fn authenticate(
         };
     }
     if let Some(cookie) = sessions::session_cookie(&parts.headers, state.identity.cookie_name()) {
-        return sessions::authenticate_session(
-            state,
-            context,
-            &cookie,
-            &parts.method,
-            &parts.headers,
-            now,
-        )
-        .await;
+        return sessions::authenticate_session(state, context, &cookie, parts, now).await;
     }
     Err(ApiError::Unauthorized(
         "sign in, or send an access token or API key in the Authorization: Bearer header"
@@ -367,9 +368,11 @@ async fn authenticate_key(
                 .refuse(
                     context,
                     actor,
-                    "api_key",
-                    rejection.reason(),
-                    rejection.reason(),
+                    Refusal {
+                        method: "api_key",
+                        message: rejection.reason(),
+                        code: rejection.reason(),
+                    },
                 )
                 .await);
         }
@@ -420,9 +423,11 @@ async fn authenticate_token(
                 .refuse(
                     context,
                     anonymous(),
-                    "token",
-                    &rejection.to_string(),
-                    rejection.code(),
+                    Refusal {
+                        method: "token",
+                        message: &rejection.to_string(),
+                        code: rejection.code(),
+                    },
                 )
                 .await;
             if rejection == TokenRejection::KeysUnavailable
@@ -462,9 +467,11 @@ async fn ensure_provisioned(
             .refuse(
                 context,
                 principal.actor(),
-                method,
-                "this account has been deprovisioned by the directory",
-                "deprovisioned",
+                Refusal {
+                    method,
+                    message: "this account has been deprovisioned by the directory",
+                    code: "deprovisioned",
+                },
             )
             .await);
     }

@@ -8,6 +8,7 @@
 use ajutant_core::audit::{AuditEvent, Outcome};
 use ajutant_store::{LoginAttempt, NewSession};
 use axum::extract::{Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +18,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::secrets::{constant_time_eq, pkce_challenge, random_token, sha256_hex};
 use super::tokens::TokenUse;
-use super::{AuthMethod, Caller, Identity, anonymous, cookie_value, ensure_provisioned};
+use super::{AuthMethod, Caller, Identity, Refusal, anonymous, cookie_value, ensure_provisioned};
 use crate::AppState;
 use crate::problem::ApiError;
 use crate::request::RequestContext;
@@ -269,6 +270,9 @@ async fn callback(
     }
     let session_id = random_token();
     let sessions = &identity.inner.sessions;
+    // The provider's refresh token is kept as it is, since it must be presented back to the
+    // provider; it is cleared when the session ends. Encrypting it at rest with a key held
+    // outside the database is not done yet.
     state
         .store
         .create_session(NewSession {
@@ -339,9 +343,11 @@ async fn logout(
             .refuse(
                 &context,
                 session.principal.actor(),
-                "session",
-                "the CSRF token does not match",
-                "csrf",
+                Refusal {
+                    method: "session",
+                    message: "the CSRF token does not match",
+                    code: "csrf",
+                },
             )
             .await);
     }
@@ -383,10 +389,10 @@ pub(crate) async fn authenticate_session(
     state: &AppState,
     context: &RequestContext,
     cookie: &str,
-    method: &Method,
-    headers: &HeaderMap,
+    parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Caller, ApiError> {
+    let (method, headers) = (&parts.method, &parts.headers);
     let identity = &state.identity;
     let sessions = &identity.inner.sessions;
     let id_hash = sha256_hex(cookie);
@@ -409,7 +415,15 @@ pub(crate) async fn authenticate_session(
                 return ApiError::Internal(error.to_string());
             }
             state
-                .refuse(context, principal.actor(), "session", reason, code)
+                .refuse(
+                    context,
+                    principal.actor(),
+                    Refusal {
+                        method: "session",
+                        message: reason,
+                        code,
+                    },
+                )
                 .await
         }
     };
@@ -484,9 +498,11 @@ pub(crate) async fn authenticate_session(
                 .refuse(
                     context,
                     principal.actor(),
-                    "session",
-                    "missing or wrong x-csrf-token header",
-                    "csrf",
+                    Refusal {
+                        method: "session",
+                        message: "missing or wrong x-csrf-token header",
+                        code: "csrf",
+                    },
                 )
                 .await);
         }
