@@ -340,6 +340,58 @@ async fn a_session_ends_when_the_re_check_fails(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// Sessions end after their idle period and at their absolute lifetime, whatever the cookie
+/// says. The clock is moved by rewriting the session's times in the database.
+async fn idle_and_absolute_lifetimes_end_a_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let idle = sign_in(&app, &demo_user("alice@example.org"))
+        .await
+        .unwrap();
+    let old = sign_in(&app, &demo_user("oscar@example.org"))
+        .await
+        .unwrap();
+    assert_eq!(me(&app, &idle.cookie).await.status(), 200);
+    let long_ago = "2020-01-01T00:00:00.000000Z";
+    let database = app.database();
+    database
+        .execute(&format!(
+            "UPDATE sessions SET last_seen_at = '{long_ago}' WHERE subject = '{}'",
+            demo_user("alice@example.org")
+        ))
+        .await
+        .unwrap();
+    database
+        .execute(&format!(
+            "UPDATE sessions SET expires_at = '{long_ago}' WHERE subject = '{}'",
+            demo_user("oscar@example.org")
+        ))
+        .await
+        .unwrap();
+    for (session, why) in [(&idle, "idle"), (&old, "absolute lifetime")] {
+        let response = me(&app, &session.cookie).await;
+        assert_eq!(response.status(), 401);
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{problem}"
+        );
+    }
+    let reasons: Vec<String> = audited(&app, "auth.rejected")
+        .await
+        .into_iter()
+        .map(|r| r.details)
+        .collect();
+    assert!(
+        reasons.iter().any(|d| d.contains("session_idle")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|d| d.contains("session_expired")),
+        "{reasons:?}"
+    );
+    app.stop().await.unwrap();
+}
+
 both_databases!(
     a_browser_signs_in_and_out,
     a_bad_or_replayed_state_is_refused,
@@ -348,4 +400,5 @@ both_databases!(
     session_writes_need_the_csrf_header,
     sign_in_returns_only_to_local_paths,
     a_session_ends_when_the_re_check_fails,
+    idle_and_absolute_lifetimes_end_a_session,
 );

@@ -274,6 +274,12 @@ impl AppState {
         actor: Actor,
         refusal: Refusal<'_>,
     ) -> ApiError {
+        metrics::counter!(
+            "ajutant_auth_rejections_total",
+            "method" => refusal.method.to_owned(),
+            "reason" => refusal.code.to_owned(),
+        )
+        .increment(1);
         let event = AuditEvent::new(actor, "auth.rejected", "", Outcome::Denied)
             .with_origin(context.origin())
             .with_details(serde_json::json!({ "method": refusal.method, "reason": refusal.code }));

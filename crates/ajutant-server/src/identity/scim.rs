@@ -994,10 +994,12 @@ mod tests {
 
     /// Puts a `RequestContext` in the extensions, as the real envelope does.
     async fn with_context(mut request: Request, next: Next) -> Response {
+        let path = request.uri().path().to_owned();
         request.extensions_mut().insert(RequestContext {
             request_id: "scim-test".to_owned(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
             client_addr: Some(([127, 0, 0, 1], 40000).into()),
+            path,
         });
         next.run(request).await
     }
