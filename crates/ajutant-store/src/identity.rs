@@ -308,19 +308,10 @@ impl Store {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE sessions SET ended_at = $2, end_reason = $3, refresh_token = NULL \
-                 WHERE id_hash = $1 AND ended_at IS NULL",
-            )
-            .bind(id_hash)
-            .bind(DbTime(now))
-            .bind(reason)
-            .execute(pool)
+        Ok(self
+            .end_sessions_where("id_hash", id_hash, reason, now)
             .await?
-            .rows_affected()
-        });
-        Ok(done == 1)
+            == 1)
     }
 
     /// Ends every live session of a directory user; how many there were.
@@ -330,19 +321,32 @@ impl Store {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE sessions SET ended_at = $2, end_reason = $3, refresh_token = NULL \
-                 WHERE subject = $1 AND ended_at IS NULL",
-            )
-            .bind(subject)
-            .bind(DbTime(now))
-            .bind(reason)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(done)
+        self.end_sessions_where("subject", subject, reason, now)
+            .await
+    }
+
+    /// `column` is one of two literals above, never caller input. The refresh token goes with
+    /// the session: nothing may use it afterwards.
+    async fn end_sessions_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3, refresh_token = NULL \
+             WHERE {column} = $1 AND ended_at IS NULL"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query(&sql)
+                .bind(value)
+                .bind(DbTime(now))
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 
     // ---- sign-ins in progress ---------------------------------------------------------------
@@ -446,19 +450,7 @@ impl Store {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 \
-                 WHERE id = $1 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .bind(DbTime(now))
-            .bind(reason)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(done == 1)
+        Ok(self.revoke_keys_where("id", id, reason, now).await? == 1)
     }
 
     /// Revokes every live key a directory user owns; how many there were.
@@ -468,19 +460,31 @@ impl Store {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 \
-                 WHERE owner_subject = $1 AND revoked_at IS NULL",
-            )
-            .bind(owner_subject)
-            .bind(DbTime(now))
-            .bind(reason)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(done)
+        self.revoke_keys_where("owner_subject", owner_subject, reason, now)
+            .await
+    }
+
+    /// `column` is one of two literals above, never caller input.
+    async fn revoke_keys_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 \
+             WHERE {column} = $1 AND revoked_at IS NULL"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query(&sql)
+                .bind(value)
+                .bind(DbTime(now))
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 
     pub async fn mark_api_key_used(&self, id: &str, now: OffsetDateTime) -> Result<(), StoreError> {

@@ -75,7 +75,7 @@ pub struct Me {
 
 /// Who am I: identity, groups and roles of the caller.
 #[utoipa::path(get, path = "/api/v1/me", tag = "identity",
-    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+    responses((status = 200, description = "Who the caller is", body = Me), (status = 401, description = "No valid credential", body = Problem)))]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let bindings = bindings(&state).await?;
     let principal = &caller.principal;
@@ -186,8 +186,8 @@ fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime
 /// Search the audit trail, newest first, with cursor pagination. For auditors, IT operations and
 /// platform admins.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, body = AuditPage), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = "A page of records, newest first", body = AuditPage), (status = 400, description = "The request is invalid", body = Problem),
+        (status = 401, description = "No valid credential", body = Problem), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn audit_list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -258,8 +258,8 @@ pub struct AuditVerification {
 
 /// Check the audit trail's hash chain from the first record to the last.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = AuditVerification), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "The chain's state", body = AuditVerification), (status = 401, description = "No valid credential", body = Problem),
+        (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn audit_verify(
     State(state): State<AppState>,
     context: RequestContext,
@@ -336,7 +336,7 @@ impl From<StoredRoleBinding> for RoleBindingView {
 
 /// Every role binding.
 #[utoipa::path(get, path = "/api/v1/admin/role-bindings", tag = "admin",
-    responses((status = 200, body = [RoleBindingView]), (status = 404, body = Problem)))]
+    responses((status = 200, description = "Every role binding", body = [RoleBindingView]), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn role_bindings_list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -357,8 +357,8 @@ async fn role_bindings_list(
 /// Grant a role to a group or app role.
 #[utoipa::path(post, path = "/api/v1/admin/role-bindings", tag = "admin",
     request_body = RoleBindingBody,
-    responses((status = 201, body = RoleBindingView), (status = 400, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, description = "The new binding", body = RoleBindingView), (status = 400, description = "The request is invalid", body = Problem),
+        (status = 404, description = "Not found, or not visible to the caller", body = Problem), (status = 409, description = "It already exists", body = Problem)))]
 async fn role_binding_create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -411,7 +411,7 @@ async fn role_binding_create(
 /// Remove a role binding.
 #[utoipa::path(delete, path = "/api/v1/admin/role-bindings/{id}", tag = "admin",
     params(("id" = String, Path, description = "The binding's id")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Done"), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn role_binding_delete(
     State(state): State<AppState>,
     context: RequestContext,
@@ -504,7 +504,7 @@ pub struct CreatedApiKey {
 
 /// Every API key (without secrets).
 #[utoipa::path(get, path = "/api/v1/admin/api-keys", tag = "admin",
-    responses((status = 200, body = [ApiKeyView]), (status = 404, body = Problem)))]
+    responses((status = 200, description = "Every key, without secrets", body = [ApiKeyView]), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn api_keys_list(
     State(state): State<AppState>,
     context: RequestContext,
@@ -519,8 +519,8 @@ async fn api_keys_list(
 /// deprovisions them, the key is revoked.
 #[utoipa::path(post, path = "/api/v1/admin/api-keys", tag = "admin",
     request_body = ApiKeyRequest,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 201, description = "The new key, shown once", body = CreatedApiKey), (status = 400, description = "The request is invalid", body = Problem),
+        (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn api_key_create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -568,7 +568,7 @@ async fn api_key_create(
 /// Revoke an API key; it is refused from the next request on.
 #[utoipa::path(delete, path = "/api/v1/admin/api-keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "The key's public id")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Done"), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn api_key_revoke(
     State(state): State<AppState>,
     context: RequestContext,
