@@ -366,12 +366,21 @@ impl Config {
             let oidc = &identity.oidc;
             if oidc.issuer.trim().is_empty() {
                 problems.push("identity.oidc.issuer is required with provider = \"oidc\"".into());
-            } else if oidc.issuer.contains("{tenantid}") && oidc.allowed_tenants.is_empty() {
-                problems.push(
-                    "identity.oidc.issuer contains {tenantid}: list the accepted tenants in \
-                     identity.oidc.allowed_tenants"
-                        .into(),
-                );
+            } else if oidc.issuer.contains("{tenantid}") {
+                if oidc.allowed_tenants.is_empty() {
+                    problems.push(
+                        "identity.oidc.issuer contains {tenantid}: list the accepted tenants in \
+                         identity.oidc.allowed_tenants"
+                            .into(),
+                    );
+                }
+                if oidc.discovery_url.is_none() {
+                    problems.push(
+                        "identity.oidc.issuer contains {tenantid}: set identity.oidc.discovery_url \
+                         (e.g. https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration)"
+                            .into(),
+                    );
+                }
             }
             if oidc.client_id.trim().is_empty() {
                 problems
@@ -656,6 +665,20 @@ mod tests {
         );
         assert!(message.contains("server.public_url"), "{message}");
         load(PRODUCTION, &[]).unwrap();
+    }
+
+    #[test]
+    fn a_multi_tenant_issuer_needs_tenants_and_a_discovery_url() {
+        let template = "[identity]\nprovider = \"oidc\"\n[identity.oidc]\nclient_id = \"c\"\n\
+            issuer = \"https://login.microsoftonline.com/{tenantid}/v2.0\"\n";
+        let message = load(template, &[]).unwrap_err().to_string();
+        assert!(message.contains("allowed_tenants"), "{message}");
+        assert!(message.contains("discovery_url"), "{message}");
+        let complete = format!(
+            "{template}allowed_tenants = [\"t1\"]\n\
+             discovery_url = \"https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration\"\n"
+        );
+        load(&complete, &[]).unwrap();
     }
 
     #[test]
