@@ -26,13 +26,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+mod discovery;
+mod request;
+
 use super::secrets::{constant_time_eq, sha256_hex};
 use crate::request::RequestContext;
+use discovery::{resource_types, schemas, service_provider_config};
+use request::{Attributes, UserFilter, attribute_path, json_object, member, parse_filter};
 
 const SCIM_JSON: &str = "application/scim+json";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -289,163 +294,7 @@ fn user_response(status: StatusCode, user: &DirectoryUser) -> Result<Response, S
     Ok(scim_response(status, &UserResource::of(user)?))
 }
 
-/// The stored attributes a request names; `None` for those it leaves out. Attribute names are
-/// case-insensitive (RFC 7643 section 2.1) and may carry the core schema's URN.
-#[derive(Debug, Default, PartialEq)]
-struct Attributes {
-    user_name: Option<String>,
-    external_id: Option<String>,
-    display_name: Option<String>,
-    formatted_name: Option<String>,
-    active: Option<bool>,
-}
-
-impl Attributes {
-    fn from_object(object: &Map<String, Value>) -> Result<Self, ScimError> {
-        let mut attributes = Self::default();
-        for (name, value) in object {
-            attributes.set(name, value)?;
-        }
-        Ok(attributes)
-    }
-
-    /// Sets one attribute by name or path; attributes not stored here are ignored, and `null`
-    /// means unassigned.
-    fn set(&mut self, path: &str, value: &Value) -> Result<(), ScimError> {
-        if value.is_null() {
-            return Ok(());
-        }
-        match attribute_path(path).as_str() {
-            "active" => self.active = Some(boolean("active", value)?),
-            "username" => self.user_name = Some(required_text("userName", value)?),
-            "externalid" => self.external_id = Some(required_text("externalId", value)?),
-            "displayname" => self.display_name = optional_text("displayName", value)?,
-            "name.formatted" => self.formatted_name = optional_text("name.formatted", value)?,
-            "name" => {
-                if let Value::Object(name) = value {
-                    for (part, inner) in name {
-                        if part.eq_ignore_ascii_case("formatted") {
-                            self.set("name.formatted", inner)?;
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// What the user is shown as when a request replaces the whole resource.
-    fn display_name_or(&self, user_name: &str) -> String {
-        self.display_name
-            .clone()
-            .or_else(|| self.formatted_name.clone())
-            .unwrap_or_else(|| user_name.to_owned())
-    }
-}
-
-fn attribute_path(path: &str) -> String {
-    let lower = path.trim().to_ascii_lowercase();
-    match lower.strip_prefix(USER_SCHEMA_PREFIX) {
-        Some(rest) => rest.to_owned(),
-        None => lower,
-    }
-}
-
-/// Entra sends some booleans as the strings "True" and "False".
-fn boolean(name: &str, value: &Value) -> Result<bool, ScimError> {
-    match value {
-        Value::Bool(flag) => Ok(*flag),
-        Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::bad(
-            INVALID_VALUE,
-            format!("{name} must be true or false"),
-        )),
-    }
-}
-
-fn required_text(name: &str, value: &Value) -> Result<String, ScimError> {
-    match value {
-        Value::String(text) if !text.trim().is_empty() => Ok(text.clone()),
-        _ => Err(ScimError::bad(
-            INVALID_VALUE,
-            format!("{name} must be a non-empty string"),
-        )),
-    }
-}
-
-fn optional_text(name: &str, value: &Value) -> Result<Option<String>, ScimError> {
-    match value {
-        Value::String(text) => Ok((!text.trim().is_empty()).then(|| text.clone())),
-        _ => Err(ScimError::bad(
-            INVALID_VALUE,
-            format!("{name} must be a string"),
-        )),
-    }
-}
-
-/// Reads a JSON object from the body whatever its declared content type: directories send
-/// `application/scim+json` and `application/json` alike.
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, ScimError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ScimError::bad(
-            INVALID_SYNTAX,
-            "the body must be a JSON object",
-        )),
-        Err(error) => Err(ScimError::bad(
-            INVALID_SYNTAX,
-            format!("the body is not valid JSON: {error}"),
-        )),
-    }
-}
-
-/// A member of a JSON object by case-insensitive name (`Operations`, `op`, `path`, `value`).
-fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-}
-
 // ---- reading ------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq)]
-enum UserFilter {
-    UserName(String),
-    ExternalId(String),
-}
-
-/// The filters directories send to match a user before creating one. Anything else is refused
-/// rather than ignored: answering an unsupported filter with every user would invite a
-/// directory to update the wrong one.
-fn parse_filter(text: &str) -> Result<UserFilter, ScimError> {
-    let invalid = || {
-        ScimError::bad(
-            INVALID_FILTER,
-            "supported filters are userName eq \"…\" and externalId eq \"…\"",
-        )
-    };
-    let (attribute, rest) = text
-        .trim()
-        .split_once(char::is_whitespace)
-        .ok_or_else(invalid)?;
-    let (operator, literal) = rest
-        .trim_start()
-        .split_once(char::is_whitespace)
-        .ok_or_else(invalid)?;
-    if !operator.eq_ignore_ascii_case("eq") {
-        return Err(invalid());
-    }
-    // A JSON string literal, escapes included; trailing `and …` makes it fail to parse.
-    let value: String = serde_json::from_str(literal.trim()).map_err(|_| invalid())?;
-    match attribute_path(attribute).as_str() {
-        "username" => Ok(UserFilter::UserName(value)),
-        "externalid" => Ok(UserFilter::ExternalId(value)),
-        _ => Err(invalid()),
-    }
-}
 
 /// Numbers arrive as text so a bad one is answered in SCIM's shape, not the framework's.
 #[derive(Deserialize)]
@@ -886,85 +735,6 @@ async fn lock_out(store: &Store, subject: &str) -> Result<(u64, u64), StoreError
     Ok((sessions?, keys?))
 }
 
-// ---- discovery ----------------------------------------------------------------------------
-
-async fn service_provider_config() -> Response {
-    let config = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": { "supported": true },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
-        "filter": { "supported": true, "maxResults": MAX_RESULTS },
-        "changePassword": { "supported": false },
-        "sort": { "supported": false },
-        "etag": { "supported": false },
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "Bearer token",
-            "description": "The shared secret configured as identity.scim.bearer_secret",
-            "primary": true,
-        }],
-        "meta": {
-            "resourceType": "ServiceProviderConfig",
-            "location": "/scim/v2/ServiceProviderConfig",
-        },
-    });
-    scim_response(StatusCode::OK, &config)
-}
-
-async fn resource_types() -> Response {
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "A person the directory provisions",
-        "schema": USER_SCHEMA,
-        "meta": { "resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/User" },
-    });
-    scim_response(StatusCode::OK, &ListResponse::all(vec![user]))
-}
-
-async fn schemas() -> Response {
-    let attribute = |name: &str, kind: &str, required: bool, uniqueness: &str| {
-        json!({
-            "name": name,
-            "type": kind,
-            "multiValued": false,
-            "required": required,
-            "caseExact": false,
-            "mutability": "readWrite",
-            "returned": "default",
-            "uniqueness": uniqueness,
-        })
-    };
-    let name = json!({
-        "name": "name",
-        "type": "complex",
-        "multiValued": false,
-        "required": false,
-        "mutability": "readWrite",
-        "returned": "default",
-        "subAttributes": [attribute("formatted", "string", false, "none")],
-    });
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-        "id": USER_SCHEMA,
-        "name": "User",
-        "description": "User account",
-        "attributes": [
-            attribute("userName", "string", true, "server"),
-            name,
-            attribute("displayName", "string", false, "none"),
-            attribute("active", "boolean", false, "none"),
-        ],
-        "meta": {
-            "resourceType": "Schema",
-            "location": format!("/scim/v2/Schemas/{USER_SCHEMA}"),
-        },
-    });
-    scim_response(StatusCode::OK, &ListResponse::all(vec![user]))
-}
-
 async fn unknown_path(Path(rest): Path<String>) -> ScimError {
     ScimError::NotFound(format!("no SCIM resource at /scim/v2/{rest}"))
 }
@@ -980,6 +750,7 @@ mod tests {
     use ajutant_store::{ApiKey, AuditWriter, NewSession};
     use time::OffsetDateTime;
 
+    use super::request::boolean;
     use super::*;
 
     const SECRET: &str = "scim-test-bearer-secret-0123456789abcdef";

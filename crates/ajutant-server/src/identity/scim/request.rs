@@ -1,0 +1,162 @@
+//! Reading what a directory sends: the stored attributes a request names, values as Entra
+//! spells them, and the filters it matches users with.
+
+use serde_json::{Map, Value};
+
+use super::{INVALID_FILTER, INVALID_SYNTAX, INVALID_VALUE, ScimError, USER_SCHEMA_PREFIX};
+
+/// The stored attributes a request names; `None` for those it leaves out. Attribute names are
+/// case-insensitive (RFC 7643 section 2.1) and may carry the core schema's URN.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Attributes {
+    pub(super) user_name: Option<String>,
+    pub(super) external_id: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) formatted_name: Option<String>,
+    pub(super) active: Option<bool>,
+}
+
+impl Attributes {
+    pub(super) fn from_object(object: &Map<String, Value>) -> Result<Self, ScimError> {
+        let mut attributes = Self::default();
+        for (name, value) in object {
+            attributes.set(name, value)?;
+        }
+        Ok(attributes)
+    }
+
+    /// Sets one attribute by name or path; attributes not stored here are ignored, and `null`
+    /// means unassigned.
+    pub(super) fn set(&mut self, path: &str, value: &Value) -> Result<(), ScimError> {
+        if value.is_null() {
+            return Ok(());
+        }
+        match attribute_path(path).as_str() {
+            "active" => self.active = Some(boolean("active", value)?),
+            "username" => self.user_name = Some(required_text("userName", value)?),
+            "externalid" => self.external_id = Some(required_text("externalId", value)?),
+            "displayname" => self.display_name = optional_text("displayName", value)?,
+            "name.formatted" => self.formatted_name = optional_text("name.formatted", value)?,
+            "name" => {
+                if let Value::Object(name) = value {
+                    for (part, inner) in name {
+                        if part.eq_ignore_ascii_case("formatted") {
+                            self.set("name.formatted", inner)?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What the user is shown as when a request replaces the whole resource.
+    pub(super) fn display_name_or(&self, user_name: &str) -> String {
+        self.display_name
+            .clone()
+            .or_else(|| self.formatted_name.clone())
+            .unwrap_or_else(|| user_name.to_owned())
+    }
+}
+
+pub(super) fn attribute_path(path: &str) -> String {
+    let lower = path.trim().to_ascii_lowercase();
+    match lower.strip_prefix(USER_SCHEMA_PREFIX) {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// Entra sends some booleans as the strings "True" and "False".
+pub(super) fn boolean(name: &str, value: &Value) -> Result<bool, ScimError> {
+    match value {
+        Value::Bool(flag) => Ok(*flag),
+        Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+pub(super) fn required_text(name: &str, value: &Value) -> Result<String, ScimError> {
+    match value {
+        Value::String(text) if !text.trim().is_empty() => Ok(text.clone()),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be a non-empty string"),
+        )),
+    }
+}
+
+pub(super) fn optional_text(name: &str, value: &Value) -> Result<Option<String>, ScimError> {
+    match value {
+        Value::String(text) => Ok((!text.trim().is_empty()).then(|| text.clone())),
+        _ => Err(ScimError::bad(
+            INVALID_VALUE,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+/// Reads a JSON object from the body whatever its declared content type: directories send
+/// `application/scim+json` and `application/json` alike.
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ScimError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ScimError::bad(
+            INVALID_SYNTAX,
+            "the body must be a JSON object",
+        )),
+        Err(error) => Err(ScimError::bad(
+            INVALID_SYNTAX,
+            format!("the body is not valid JSON: {error}"),
+        )),
+    }
+}
+
+/// A member of a JSON object by case-insensitive name (`Operations`, `op`, `path`, `value`).
+pub(super) fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+#[derive(Debug, PartialEq)]
+pub(super) enum UserFilter {
+    UserName(String),
+    ExternalId(String),
+}
+
+/// The filters directories send to match a user before creating one. Anything else is refused
+/// rather than ignored: answering an unsupported filter with every user would invite a
+/// directory to update the wrong one.
+pub(super) fn parse_filter(text: &str) -> Result<UserFilter, ScimError> {
+    let invalid = || {
+        ScimError::bad(
+            INVALID_FILTER,
+            "supported filters are userName eq \"…\" and externalId eq \"…\"",
+        )
+    };
+    let (attribute, rest) = text
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(invalid)?;
+    let (operator, literal) = rest
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .ok_or_else(invalid)?;
+    if !operator.eq_ignore_ascii_case("eq") {
+        return Err(invalid());
+    }
+    // A JSON string literal, escapes included; trailing `and …` makes it fail to parse.
+    let value: String = serde_json::from_str(literal.trim()).map_err(|_| invalid())?;
+    match attribute_path(attribute).as_str() {
+        "username" => Ok(UserFilter::UserName(value)),
+        "externalid" => Ok(UserFilter::ExternalId(value)),
+        _ => Err(invalid()),
+    }
+}
