@@ -15,7 +15,9 @@ use url::Url;
 
 use crate::secret::{REDACTED, SecretString};
 
+mod deployments;
 mod identity;
+pub use deployments::*;
 pub use identity::*;
 
 /// The commented example printed by `ajutant config example`; a unit test keeps it in step with
@@ -26,7 +28,7 @@ pub const EXAMPLE: &str = include_str!("../config.example.toml");
 /// `AJUTANT_*` layer), so that layer must not mistake them for keys.
 const FLAG_VARIABLES: &[&str] = &["CONFIG", "LISTEN", "DATABASE_URL"];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mode: Mode,
@@ -36,6 +38,23 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
+    /// The logical models workloads call; by default one `offline` deployment.
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::default(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            audit: AuditConfig::default(),
+            identity: IdentityConfig::default(),
+            deployments: vec![DeploymentConfig::offline()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +364,7 @@ impl Config {
             problems.push("audit.max_batch must be between 1 and 4096".to_owned());
         }
         problems.extend(self.identity_problems());
+        problems.extend(self.deployment_problems());
         if self.mode == Mode::Production {
             problems.extend(self.insecure_for_production());
         }
@@ -353,6 +373,31 @@ impl Config {
         } else {
             Err(ConfigError::Refused(problems))
         }
+    }
+
+    fn deployment_problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .deployments
+            .iter()
+            .flat_map(DeploymentConfig::problems)
+            .collect();
+        let names: Vec<&str> = self.deployments.iter().map(|d| d.name.as_str()).collect();
+        for (index, name) in names.iter().enumerate() {
+            if names[..index].contains(name) {
+                problems.push(format!("deployments: the name {name:?} is used twice"));
+            }
+        }
+        for deployment in &self.deployments {
+            for fallback in &deployment.fallbacks {
+                if !names.contains(&fallback.as_str()) {
+                    problems.push(format!(
+                        "deployments.{}: fallback {fallback:?} is not a deployment",
+                        deployment.name
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     fn identity_problems(&self) -> Vec<String> {

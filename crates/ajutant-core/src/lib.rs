@@ -4,5 +4,6 @@
 
 pub mod audit;
 pub mod config;
+pub mod model;
 pub mod policy;
 pub mod secret;

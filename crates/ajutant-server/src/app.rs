@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::identity::scim::{self, ScimState};
 use crate::identity::{dev_idp, routes as identity_routes, sessions};
 use crate::problem::{ApiError, Problem};
-use crate::{AppState, health, request};
+use crate::{AppState, gateway, health, request};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,7 +51,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState, server: &ServerConfig) -> Router {
     let (api, openapi) = api();
     let mut routes = Router::new()
-        .merge(api.merge(sessions::router()).with_state(state.clone()))
+        .merge(
+            api.merge(sessions::router())
+                .merge(gateway::router())
+                .with_state(state.clone()),
+        )
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
     if let Some(idp) = state.identity.dev_idp() {
         routes = routes.merge(dev_idp::router(idp.clone()));

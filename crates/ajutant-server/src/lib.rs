@@ -3,6 +3,7 @@
 //! the tests both go through it, so tests exercise exactly what production runs.
 
 pub mod app;
+pub mod gateway;
 mod health;
 pub mod identity;
 pub mod metrics;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub audit: AuditLog,
     pub metrics: PrometheusHandle,
     pub identity: identity::Identity,
+    pub gateway: gateway::Gateway,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
     #[error("invalid role binding in the configuration: {0}")]
     RoleBinding(String),
 }
@@ -64,6 +68,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     let public_url = config.public_url(address);
     let identity = identity::Identity::new(&config, public_url.clone())?;
+    let gateway = gateway::Gateway::new(&config.deployments)?;
     let seeded = seed_role_bindings(&config, &store).await?;
 
     audit
@@ -97,6 +102,7 @@ pub async fn run(
         audit: audit.clone(),
         metrics,
         identity,
+        gateway,
     };
     let app = app::router(state, &config.server);
     let stopping = Arc::new(Notify::new());

@@ -1,0 +1,183 @@
+//! `[[deployments]]`: the logical models workloads name. A deployment says which provider
+//! serves it, where, with which credentials and limits; workloads never name a vendor, so the
+//! model behind a deployment can change without touching them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The providers Ajutant speaks to. A closed set: each has its own adapter module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Built in, no network: answers from the grounding passages it is given.
+    Offline,
+    OpenAi,
+    AzureOpenAi,
+    Anthropic,
+    /// Any server speaking OpenAI's API: vLLM, Ollama, llama.cpp, LiteLLM, ...
+    OpenAiCompatible,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Chat,
+    Embeddings,
+}
+
+/// Where a deployment's credential comes from. Secrets are never written in the configuration
+/// itself: they are read from the environment or a file when the deployment is used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Credential {
+    #[default]
+    None,
+    /// An API key in this environment variable.
+    ApiKeyEnv { variable: String },
+    /// An API key in this file (e.g. a mounted Kubernetes secret), read at each use so that
+    /// a rotated key is picked up.
+    ApiKeyFile { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Until the response (or, streaming, its first chunk) starts.
+    pub first_byte_ms: u64,
+    /// Between two streamed chunks.
+    pub idle_ms: u64,
+    pub total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 5_000,
+            first_byte_ms: 60_000,
+            idle_ms: 30_000,
+            total_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// What workloads call it: `gpt-4o-prod`, `embeddings`, ...
+    pub name: String,
+    pub provider: ProviderKind,
+    /// The provider's base URL (e.g. `https://api.openai.com/v1`, an Azure resource
+    /// `https://NAME.openai.azure.com`, `http://vllm:8000/v1`); unset for `offline`, and for
+    /// `openai`/`anthropic` their public endpoints.
+    #[serde(default)]
+    pub endpoint: Option<Url>,
+    /// The upstream model, or for Azure OpenAI the deployment name.
+    #[serde(default)]
+    pub model: String,
+    /// Azure OpenAI's `api-version`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default = "chat_only")]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub credential: Credential,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Retries after a retryable failure (429, 5xx, connection), before falling back.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Deployments to try, in order, when this one fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Prices per 1,000 tokens, in the organisation's currency, for usage reports.
+    #[serde(default)]
+    pub price_input_per_1k: f64,
+    #[serde(default)]
+    pub price_output_per_1k: f64,
+    /// Directory groups that may use it; empty: everyone signed in.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn chat_only() -> Vec<Capability> {
+    vec![Capability::Chat]
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+impl DeploymentConfig {
+    /// The embedded default: the offline provider, for everyone, so a fresh instance has a
+    /// usable model with no configuration at all.
+    pub fn offline() -> Self {
+        Self {
+            name: "offline".to_owned(),
+            provider: ProviderKind::Offline,
+            endpoint: None,
+            model: "ajutant-offline".to_owned(),
+            api_version: None,
+            capabilities: vec![Capability::Chat, Capability::Embeddings],
+            credential: Credential::None,
+            timeouts: Timeouts::default(),
+            retries: 0,
+            fallbacks: Vec::new(),
+            price_input_per_1k: 0.0,
+            price_output_per_1k: 0.0,
+            groups: Vec::new(),
+        }
+    }
+
+    /// What is wrong with this deployment on its own; the list-wide checks (unique names,
+    /// fallbacks that exist) are in `Config::check`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &self.name;
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+        {
+            problems.push(format!(
+                "deployments: {name:?} is not a valid name (1 to 100 letters, digits, - _ . : /)"
+            ));
+        }
+        let needs_endpoint = matches!(
+            self.provider,
+            ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible
+        );
+        if needs_endpoint && self.endpoint.is_none() {
+            problems.push(format!(
+                "deployments.{name}: this provider needs an endpoint"
+            ));
+        }
+        if self.provider != ProviderKind::Offline && self.model.trim().is_empty() {
+            problems.push(format!("deployments.{name}: model is required"));
+        }
+        if self.provider == ProviderKind::AzureOpenAi && self.api_version.is_none() {
+            problems.push(format!(
+                "deployments.{name}: azure_open_ai needs api_version"
+            ));
+        }
+        if self.capabilities.is_empty() {
+            problems.push(format!("deployments.{name}: list at least one capability"));
+        }
+        let t = &self.timeouts;
+        if [t.connect_ms, t.first_byte_ms, t.idle_ms, t.total_ms].contains(&0) {
+            problems.push(format!(
+                "deployments.{name}: timeouts must be greater than 0"
+            ));
+        }
+        if self.price_input_per_1k < 0.0 || self.price_output_per_1k < 0.0 {
+            problems.push(format!("deployments.{name}: prices cannot be negative"));
+        }
+        if self.fallbacks.contains(name) {
+            problems.push(format!("deployments.{name}: cannot fall back to itself"));
+        }
+        problems
+    }
+}

@@ -1,0 +1,428 @@
+//! The OpenAI-compatible gateway: other tools in the organisation call `/v1/chat/completions`,
+//! `/v1/embeddings` and `/v1/models` here instead of calling a model vendor, so the
+//! organisation's identity, grants and audit apply to code that is not ours. Callers name a
+//! deployment (a logical model); `resilience.rs` retries, falls back and breaks circuits;
+//! `wire.rs` speaks OpenAI's format at the edge.
+
+mod resilience;
+pub(crate) mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::config::{Capability, DeploymentConfig};
+use ajutant_core::model::{ChatEvent, ModelProvider, ProviderError, Usage};
+use ajutant_core::policy::Principal;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::identity::Caller;
+use crate::problem::ApiError;
+use crate::request::RequestContext;
+use resilience::Breaker;
+use wire::OpenAiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Build(#[from] ajutant_providers::BuildError),
+}
+
+/// A deployment ready to serve: its configuration, its adapter and its circuit breaker.
+pub(crate) struct Deployment {
+    pub config: DeploymentConfig,
+    provider: Arc<dyn ModelProvider>,
+    breaker: Breaker,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("name", &self.config.name)
+            .field("provider", &self.config.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployment {
+    /// Whether `principal` may call it: anyone signed in when it names no groups, else
+    /// members of one of them.
+    fn permits(&self, principal: &Principal) -> bool {
+        self.config.groups.is_empty()
+            || self
+                .config
+                .groups
+                .iter()
+                .any(|g| principal.groups.contains(g))
+    }
+
+    fn offers(&self, capability: Capability) -> bool {
+        self.config.capabilities.contains(&capability)
+    }
+}
+
+/// Every configured deployment, by name. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    deployments: Arc<HashMap<String, Arc<Deployment>>>,
+    order: Arc<Vec<String>>,
+}
+
+impl Gateway {
+    pub fn new(configs: &[DeploymentConfig]) -> Result<Self, GatewayError> {
+        let mut deployments = HashMap::new();
+        let mut order = Vec::new();
+        for config in configs {
+            let connect = Duration::from_millis(config.timeouts.connect_ms);
+            let http = ajutant_providers::http_client(connect)?;
+            let provider = ajutant_providers::provider_for(config, http)?;
+            order.push(config.name.clone());
+            deployments.insert(
+                config.name.clone(),
+                Arc::new(Deployment {
+                    config: config.clone(),
+                    provider,
+                    breaker: Breaker::default(),
+                }),
+            );
+        }
+        Ok(Self {
+            deployments: Arc::new(deployments),
+            order: Arc::new(order),
+        })
+    }
+
+    /// The deployment a caller named, if it exists and they may use it; otherwise the same
+    /// "does not exist" either way, so names do not leak.
+    fn granted(&self, name: &str, principal: &Principal) -> Result<Arc<Deployment>, OpenAiError> {
+        self.deployments
+            .get(name)
+            .filter(|d| d.permits(principal))
+            .cloned()
+            .ok_or_else(|| {
+                OpenAiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    format!("The model `{name}` does not exist or you do not have access to it."),
+                )
+                .with_code("model_not_found")
+            })
+    }
+
+    /// `first`, then its fallbacks in order (those that exist and offer `capability`).
+    fn chain(&self, first: Arc<Deployment>, capability: Capability) -> Vec<Arc<Deployment>> {
+        let mut chain = vec![Arc::clone(&first)];
+        for name in &first.config.fallbacks {
+            if let Some(next) = self.deployments.get(name)
+                && next.offers(capability)
+                && !chain.iter().any(|d| d.config.name == *name)
+            {
+                chain.push(Arc::clone(next));
+            }
+        }
+        chain
+    }
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+}
+
+/// Authentication failures in OpenAI's shape, so the SDKs raise `AuthenticationError`.
+fn caller_or_error(caller: Result<Caller, ApiError>) -> Result<Caller, OpenAiError> {
+    caller.map_err(|error| match error {
+        ApiError::Unauthorized(message) => {
+            OpenAiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+                .with_code("invalid_api_key")
+        }
+        ApiError::Unavailable(message) => {
+            OpenAiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+        }
+        other => {
+            tracing::error!(error = %other, "authentication failed");
+            OpenAiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            )
+        }
+    })
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, OpenAiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| OpenAiError::invalid(format!("the body is not valid JSON: {e}"), None))
+}
+
+/// What an upstream failure becomes for the caller: a rate limit stays a 429 (with the
+/// upstream's `Retry-After`), a refusal of the request stays a 400, anything else is a 502.
+fn upstream_error(error: &ProviderError) -> OpenAiError {
+    match error {
+        ProviderError::Status {
+            status: 429,
+            retry_after,
+            message,
+        } => OpenAiError {
+            retry_after: retry_after.map(|d| d.as_secs().max(1)),
+            ..OpenAiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!("the model provider is rate limiting: {message}"),
+            )
+        },
+        ProviderError::Status {
+            status, message, ..
+        } if (400..500).contains(status) => OpenAiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("the model provider refused the request: {message}"),
+        ),
+        ProviderError::Unsupported(message) => OpenAiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message.clone(),
+        ),
+        other => OpenAiError::new(StatusCode::BAD_GATEWAY, "upstream_error", other.to_string()),
+    }
+}
+
+async fn models(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> Result<Json<Value>, OpenAiError> {
+    let caller = caller_or_error(caller)?;
+    let gateway = &state.gateway;
+    let data: Vec<Value> = gateway
+        .order
+        .iter()
+        .filter_map(|name| gateway.deployments.get(name))
+        .filter(|d| d.permits(&caller.principal))
+        .map(|d| json!({ "id": d.config.name, "object": "model", "created": 0, "owned_by": "ajutant" }))
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// The audit record of an accepted call. Its durable append starts before the upstream call
+/// and is awaited after, so the two overlap instead of adding up.
+fn call_event(
+    context: &RequestContext,
+    caller: &Caller,
+    action: &str,
+    deployment: &str,
+    stream: bool,
+) -> AuditEvent {
+    AuditEvent::new(
+        caller.principal.actor(),
+        action,
+        format!("deployment/{deployment}"),
+        Outcome::Allowed,
+    )
+    .with_origin(context.origin())
+    .with_details(json!({ "stream": stream }))
+}
+
+fn audit_failed(error: impl std::fmt::Display) -> OpenAiError {
+    tracing::error!(%error, "cannot write the audit trail for a model call");
+    OpenAiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal error",
+    )
+}
+
+/// The span a model call runs in, with the OpenTelemetry GenAI attributes.
+fn model_span(operation: &str, deployment: &Deployment) -> tracing::Span {
+    tracing::info_span!(
+        "gen_ai",
+        otel.name = %format!("{operation} {}", deployment.config.name),
+        otel.kind = "client",
+        gen_ai.operation.name = operation,
+        gen_ai.system = deployment.provider.system(),
+        gen_ai.request.model = %deployment.config.model,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        ajutant.deployment = %deployment.config.name,
+    )
+}
+
+fn record_usage(span: &tracing::Span, usage: Usage) {
+    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<Caller, ApiError>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let caller = caller_or_error(caller)?;
+    let call = wire::read_chat(parse_body(&body)?)?;
+    let deployment = state.gateway.granted(&call.deployment, &caller.principal)?;
+    if !deployment.offers(Capability::Chat) {
+        return Err(OpenAiError::invalid(
+            format!("`{}` does not offer chat completions", call.deployment),
+            Some("model"),
+        ));
+    }
+    let chain = state.gateway.chain(deployment, Capability::Chat);
+    let event = call_event(
+        &context,
+        &caller,
+        "model.chat",
+        &call.deployment,
+        call.stream,
+    );
+    let span = model_span("chat", &chain[0]);
+    let id = format!("chatcmpl-{}", context.request_id);
+    let created = OffsetDateTime::now_utc().unix_timestamp();
+    let started = Instant::now();
+
+    if !call.stream {
+        let upstream = resilience::chat(&chain, call.request);
+        let (audited, answer) = futures::join!(state.audit.append(event), upstream);
+        audited.map_err(audit_failed)?;
+        let (served_by, answer) = answer.map_err(|e| upstream_error(&e))?;
+        span.record("gen_ai.response.model", answer.model.as_str());
+        span.record(
+            "gen_ai.response.finish_reasons",
+            answer.finish_reason.as_str(),
+        );
+        record_usage(&span, answer.usage);
+        tracing::debug!(parent: &span, served_by = %served_by, elapsed_ms = started.elapsed().as_millis(), "model call finished");
+        return Ok(Json(wire::chat_completion(
+            &id,
+            &call.deployment,
+            created,
+            &answer,
+        ))
+        .into_response());
+    }
+
+    let upstream = resilience::chat_stream(&chain, call.request);
+    let (audited, opened) = futures::join!(state.audit.append(event), upstream);
+    audited.map_err(audit_failed)?;
+    let (_served_by, events) = opened.map_err(|e| upstream_error(&e))?;
+    let model = call.deployment.clone();
+    let include_usage = call.include_usage;
+    let to_chunk = move |event: ChatEvent| match event {
+        ChatEvent::Start {
+            id: _,
+            model: upstream_model,
+        } => {
+            span.record("gen_ai.response.model", upstream_model.as_str());
+            let delta = json!({ "role": "assistant", "content": "" });
+            Some(wire::chunk(&id, &model, created, delta, None))
+        }
+        ChatEvent::Text(text) => Some(wire::chunk(
+            &id,
+            &model,
+            created,
+            json!({ "content": text }),
+            None,
+        )),
+        ChatEvent::ToolCall(delta) => {
+            let delta = wire::tool_call_delta(&delta);
+            Some(wire::chunk(&id, &model, created, delta, None))
+        }
+        ChatEvent::Finish(reason) => {
+            span.record("gen_ai.response.finish_reasons", reason.as_str());
+            Some(wire::chunk(
+                &id,
+                &model,
+                created,
+                json!({}),
+                Some(reason.as_str()),
+            ))
+        }
+        ChatEvent::Usage(usage) => {
+            record_usage(&span, usage);
+            include_usage.then(|| wire::usage_chunk(&id, &model, created, usage))
+        }
+    };
+    let body = sse_body(events, to_chunk);
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// The SSE body: one event per upstream event, written as soon as it arrives, then `[DONE]`.
+/// An upstream error ends the stream with an `error` event instead of `[DONE]`, so a broken
+/// answer never looks finished. When the caller goes away, axum drops this stream and with it
+/// the upstream request.
+fn sse_body(
+    events: ajutant_core::model::ChatStream,
+    to_chunk: impl FnMut(ChatEvent) -> Option<Value> + Send + 'static,
+) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> + Send {
+    futures::stream::unfold(Some((events, to_chunk)), |state| async move {
+        let (mut events, mut to_chunk) = state?;
+        loop {
+            match events.next().await {
+                Some(Ok(event)) => {
+                    if let Some(data) = to_chunk(event) {
+                        return Some((Ok(format!("data: {data}\n\n")), Some((events, to_chunk))));
+                    }
+                }
+                Some(Err(error)) => {
+                    let data = upstream_error(&error).body();
+                    return Some((Ok(format!("data: {data}\n\n")), None));
+                }
+                None => return Some((Ok("data: [DONE]\n\n".to_owned()), None)),
+            }
+        }
+    })
+}
+
+async fn embeddings(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<Caller, ApiError>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let caller = caller_or_error(caller)?;
+    let call = wire::read_embeddings(parse_body(&body)?)?;
+    let deployment = state.gateway.granted(&call.deployment, &caller.principal)?;
+    if !deployment.offers(Capability::Embeddings) {
+        return Err(OpenAiError::invalid(
+            format!("`{}` does not offer embeddings", call.deployment),
+            Some("model"),
+        ));
+    }
+    let chain = state.gateway.chain(deployment, Capability::Embeddings);
+    let span = model_span("embeddings", &chain[0]);
+    let event = call_event(
+        &context,
+        &caller,
+        "model.embeddings",
+        &call.deployment,
+        false,
+    );
+    let (audited, answer) = futures::join!(
+        state.audit.append(event),
+        resilience::embed(&chain, call.request)
+    );
+    audited.map_err(audit_failed)?;
+    let (_served_by, answer) = answer.map_err(|e| upstream_error(&e))?;
+    record_usage(&span, answer.usage);
+    Ok(Json(wire::embeddings(&call.deployment, &answer)).into_response())
+}
