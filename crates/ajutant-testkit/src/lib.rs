@@ -8,6 +8,7 @@
 //! unreachable: a green run must mean both databases were tested.
 
 pub mod fake_idp;
+pub mod fake_upstream;
 pub mod identity;
 
 use std::net::SocketAddr;

@@ -424,5 +424,5 @@ async fn embeddings(
     audited.map_err(audit_failed)?;
     let (_served_by, answer) = answer.map_err(|e| upstream_error(&e))?;
     record_usage(&span, answer.usage);
-    Ok(Json(wire::embeddings(&call.deployment, &answer)).into_response())
+    Ok(Json(wire::embeddings(&call.deployment, &answer, call.base64)).into_response())
 }

@@ -344,6 +344,9 @@ fn read_tool(value: &Value) -> Result<Tool, OpenAiError> {
 pub(crate) struct EmbeddingsCall {
     pub deployment: String,
     pub request: EmbeddingsRequest,
+    /// Vectors as base64 of little-endian `f32`s (what the official SDKs ask for by default)
+    /// rather than JSON numbers.
+    pub base64: bool,
 }
 
 pub(crate) fn read_embeddings(body: Value) -> Result<EmbeddingsCall, OpenAiError> {
@@ -351,13 +354,12 @@ pub(crate) fn read_embeddings(body: Value) -> Result<EmbeddingsCall, OpenAiError
         Some(Value::String(model)) if !model.is_empty() => model.clone(),
         _ => return Err(field_error("model", "is required")),
     };
-    if body
-        .get("encoding_format")
-        .and_then(Value::as_str)
-        .is_some_and(|f| f != "float")
-    {
-        return Err(field_error("encoding_format", "must be float"));
-    }
+    let base64 = match body.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(format)) if format == "float" => false,
+        Some(Value::String(format)) if format == "base64" => true,
+        Some(_) => return Err(field_error("encoding_format", "must be float or base64")),
+    };
     let input = match body.get("input") {
         Some(Value::String(one)) => vec![one.clone()],
         Some(Value::Array(many)) if !many.is_empty() => many
@@ -383,6 +385,7 @@ pub(crate) fn read_embeddings(body: Value) -> Result<EmbeddingsCall, OpenAiError
             input,
             dimensions,
         },
+        base64,
     })
 }
 
@@ -469,12 +472,21 @@ pub(crate) fn usage_chunk(id: &str, model: &str, created: i64, usage: Usage) -> 
     })
 }
 
-pub(crate) fn embeddings(model: &str, response: &EmbeddingsResponse) -> Value {
+pub(crate) fn embeddings(model: &str, response: &EmbeddingsResponse, base64: bool) -> Value {
+    use base64::Engine;
+    let encode = |vector: &Vec<f32>| -> Value {
+        if base64 {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            json!(vector)
+        }
+    };
     json!({
         "object": "list",
         "model": model,
         "data": response.vectors.iter().enumerate().map(|(index, vector)| {
-            json!({ "object": "embedding", "index": index, "embedding": vector })
+            json!({ "object": "embedding", "index": index, "embedding": encode(vector) })
         }).collect::<Vec<_>>(),
         "usage": { "prompt_tokens": response.usage.input_tokens,
                    "total_tokens": response.usage.input_tokens },
