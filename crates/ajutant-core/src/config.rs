@@ -40,6 +40,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// The logical models workloads call; by default one `offline` deployment.
     pub deployments: Vec<DeploymentConfig>,
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             identity: IdentityConfig::default(),
             deployments: vec![DeploymentConfig::offline()],
+            gateway: GatewayConfig::default(),
         }
     }
 }

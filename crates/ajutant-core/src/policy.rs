@@ -150,6 +150,8 @@ pub enum Action {
     RevivePlatform,
     /// The escalation feed and incidents.
     HandleIncidents,
+    /// Model usage and cost, by principal, group, deployment and day.
+    ReadUsage,
 }
 
 impl Action {
@@ -167,6 +169,7 @@ impl Action {
             Self::KillPlatform => "platform.kill",
             Self::RevivePlatform => "platform.revive",
             Self::HandleIncidents => "incidents.handle",
+            Self::ReadUsage => "usage.read",
         }
     }
 
@@ -188,9 +191,10 @@ impl Action {
             | Self::CreateAssistant
             | Self::RevivePlatform => &[PlatformAdmin],
             Self::EditAssistant(_) => &[PlatformAdmin],
-            Self::KillAssistant(_) | Self::KillPlatform | Self::HandleIncidents => {
-                &[ItOps, PlatformAdmin]
-            }
+            Self::KillAssistant(_)
+            | Self::KillPlatform
+            | Self::HandleIncidents
+            | Self::ReadUsage => &[ItOps, PlatformAdmin],
         }
     }
 }

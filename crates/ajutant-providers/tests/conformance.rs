@@ -328,6 +328,7 @@ async fn subject(kind: ProviderKind) -> Subject {
         price_input_per_1k: 0.0,
         price_output_per_1k: 0.0,
         groups: Vec::new(),
+        enabled: true,
     };
     let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
     Subject {

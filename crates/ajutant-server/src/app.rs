@@ -34,6 +34,7 @@ use crate::{AppState, gateway, health, request};
         (name = "identity", description = "Who is calling"),
         (name = "audit", description = "The tamper-evident audit trail"),
         (name = "admin", description = "Role bindings and platform API keys"),
+        (name = "usage", description = "Model usage and cost"),
     ),
     components(schemas(Problem)),
 )]
@@ -44,6 +45,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(identity_routes::router())
+        .merge(gateway::reports::router())
         .split_for_parts()
 }
 

@@ -68,7 +68,8 @@ pub async fn run(
     let address = listener.local_addr()?;
     let public_url = config.public_url(address);
     let identity = identity::Identity::new(&config, public_url.clone())?;
-    let gateway = gateway::Gateway::new(&config.deployments)?;
+    let (usage, usage_writer) = gateway::usage::UsageLog::start(store.clone());
+    let gateway = gateway::Gateway::new(&config.deployments, &config.gateway, usage)?;
     let seeded = seed_role_bindings(&config, &store).await?;
 
     audit
@@ -133,6 +134,7 @@ pub async fn run(
     if let Err(error) = audit.append(stopped).await {
         tracing::error!(%error, "cannot record the stop in the audit trail");
     }
+    usage_writer.finish(AUDIT_DRAIN).await;
     audit_writer.finish(AUDIT_DRAIN).await;
     // Requests still running past the grace period may hold pooled connections; do not wait
     // on them forever.

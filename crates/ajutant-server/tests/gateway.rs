@@ -272,7 +272,197 @@ async fn bad_requests_are_openai_shaped(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// Waits for the usage writer (which batches off the request path) to have written `lines`.
+async fn usage_report(app: &TestApp, token: &str, query: &str, lines: usize) -> Value {
+    for _ in 0..100 {
+        let report: Value = app
+            .client
+            .get(app.url(&format!("/api/v1/usage?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if report["lines"].as_array().is_some_and(|l| l.len() >= lines) {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("usage for {query} was not written");
+}
+
+async fn limits_budgets_caps_and_switches(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        configure(config, &upstream);
+        config.gateway.principal_limits.requests_per_minute = 3;
+        config.gateway.group_limits = vec![ajutant_core::config::GroupLimits {
+            group: "g-staff".to_owned(),
+            limits: ajutant_core::config::Limits {
+                monthly_tokens: 20,
+                ..Default::default()
+            },
+        }];
+        config.gateway.max_tokens_cap = 100;
+        for deployment in &mut config.deployments {
+            if deployment.name == "fake-chat" {
+                deployment.price_input_per_1k = 1.0;
+                deployment.price_output_per_1k = 2.0;
+            }
+            if deployment.name == "fake-garbage" {
+                deployment.enabled = false;
+            }
+        }
+    })
+    .await;
+    let key = api_key(&app).await;
+    let mut asks_a_lot = chat("fake-chat", false);
+    asks_a_lot["max_tokens"] = json!(5000);
+
+    // Two calls of 13 tokens each spend the group's monthly budget of 20.
+    for _ in 0..2 {
+        let response = post(&app, &key, "/v1/chat/completions", asks_a_lot.clone()).await;
+        assert_eq!(response.status(), 200);
+    }
+    assert!(
+        upstream.bodies().iter().all(|b| b["max_tokens"] == 100),
+        "capped"
+    );
+    let refused = post(&app, &key, "/v1/chat/completions", chat("fake-chat", false)).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 60, "until next month: {retry_after}");
+    let error: Value = refused.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("monthly budget"),
+        "{error}"
+    );
+    assert_eq!(
+        upstream.calls("ok"),
+        2,
+        "a refused call never reaches the provider"
+    );
+
+    // Another service identity, outside the group: its own limit of 3 requests a minute.
+    let (_, other) = api_keys::issue(
+        &app.store().await,
+        NewApiKey {
+            name: "other".to_owned(),
+            groups: vec![],
+            expires_at: None,
+            owner_subject: None,
+            created_by: "test".to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            post(&app, &other, "/v1/chat/completions", chat("offline", false))
+                .await
+                .status(),
+            200
+        );
+    }
+    let limited = post(&app, &other, "/v1/chat/completions", chat("offline", false)).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+
+    // A switched-off deployment refuses; nothing reaches its upstream.
+    let off = post(
+        &app,
+        &other,
+        "/v1/chat/completions",
+        chat("fake-garbage", false),
+    )
+    .await;
+    assert_eq!(off.status(), 503);
+    assert_eq!(upstream.calls("garbage"), 0);
+
+    // Usage and cost, for IT operations.
+    let ops = ajutant_testkit::identity::access_token(
+        &app,
+        &ajutant_testkit::identity::demo_user("oscar@example.org"),
+    )
+    .await
+    .unwrap();
+    let report = usage_report(&app, &ops, "by=deployment&deployment=fake-chat", 1).await;
+    let line = &report["lines"][0];
+    assert_eq!(line["key"], "fake-chat");
+    assert_eq!(line["calls"], 2);
+    assert_eq!(line["input_tokens"], 18);
+    assert!(
+        (line["cost"].as_f64().unwrap() - 0.034).abs() < 1e-9,
+        "{line}"
+    );
+    let by_group = usage_report(&app, &ops, "by=group", 1).await;
+    assert_eq!(by_group["lines"][0]["key"], "g-staff");
+    let by_principal = usage_report(&app, &ops, "by=principal", 2).await;
+    let keys: Vec<&str> = by_principal["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"apikey:sdk-test") && keys.contains(&"apikey:other"),
+        "{keys:?}"
+    );
+    let alice = ajutant_testkit::identity::access_token(
+        &app,
+        &ajutant_testkit::identity::demo_user("alice@example.org"),
+    )
+    .await
+    .unwrap();
+    let hidden = app
+        .client
+        .get(app.url("/api/v1/usage"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+    app.stop().await.unwrap();
+}
+
+async fn the_platform_switch_refuses_every_call(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        configure(config, &upstream);
+        config.gateway.enabled = false;
+    })
+    .await;
+    let key = api_key(&app).await;
+    let response = post(&app, &key, "/v1/chat/completions", chat("fake-chat", false)).await;
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("platform-wide")
+    );
+    assert_eq!(upstream.calls("ok"), 0);
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    limits_budgets_caps_and_switches,
+    the_platform_switch_refuses_every_call,
     the_official_sdk_works_against_the_gateway,
     retries_fallbacks_and_upstream_failures,
     a_caller_hanging_up_cancels_the_upstream_call,

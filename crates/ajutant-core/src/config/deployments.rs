@@ -100,6 +100,59 @@ pub struct DeploymentConfig {
     /// Directory groups that may use it; empty: everyone signed in.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// A switched-off deployment refuses calls (503) until switched on again.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// `[gateway]`: what applies to every model call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// The platform-wide switch: `false` refuses every model call.
+    pub enabled: bool,
+    /// The most output tokens a call may ask for; larger requests are capped to it, and calls
+    /// that name no limit get it. 0: no cap.
+    pub max_tokens_cap: u32,
+    /// Limits for each principal (a person, an application, an API key's service identity).
+    pub principal_limits: Limits,
+    /// Limits a group's members share.
+    pub group_limits: Vec<GroupLimits>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_tokens_cap: 0,
+            principal_limits: Limits::default(),
+            group_limits: Vec::new(),
+        }
+    }
+}
+
+/// Zero means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub requests_per_minute: u64,
+    /// Input and output tokens together.
+    pub tokens_per_minute: u64,
+    /// Input and output tokens together, per calendar month (UTC).
+    pub monthly_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimits {
+    /// The directory group's object id.
+    pub group: String,
+    #[serde(flatten)]
+    pub limits: Limits,
 }
 
 fn chat_only() -> Vec<Capability> {
@@ -128,6 +181,7 @@ impl DeploymentConfig {
             price_input_per_1k: 0.0,
             price_output_per_1k: 0.0,
             groups: Vec::new(),
+            enabled: true,
         }
     }
 

@@ -4,7 +4,10 @@
 //! deployment (a logical model); `resilience.rs` retries, falls back and breaks circuits;
 //! `wire.rs` speaks OpenAI's format at the edge.
 
+mod limits;
+pub(crate) mod reports;
 mod resilience;
+pub mod usage;
 pub(crate) mod wire;
 
 use std::collections::HashMap;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ajutant_core::audit::{AuditEvent, Outcome};
-use ajutant_core::config::{Capability, DeploymentConfig};
+use ajutant_core::config::{Capability, DeploymentConfig, GatewayConfig};
 use ajutant_core::model::{ChatEvent, ModelProvider, ProviderError, Usage};
 use ajutant_core::policy::Principal;
 use axum::body::{Body, Bytes};
@@ -29,7 +32,10 @@ use crate::AppState;
 use crate::identity::Caller;
 use crate::problem::ApiError;
 use crate::request::RequestContext;
+use ajutant_store::UsageRecord;
+use limits::{AdmitError, Limiter};
 use resilience::Breaker;
+use usage::UsageLog;
 use wire::OpenAiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,15 +77,22 @@ impl Deployment {
     }
 }
 
-/// Every configured deployment, by name. Cheap to clone.
+/// Every configured deployment, by name, with what governs calls to them. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     deployments: Arc<HashMap<String, Arc<Deployment>>>,
     order: Arc<Vec<String>>,
+    settings: Arc<GatewayConfig>,
+    limiter: Arc<Limiter>,
+    usage: UsageLog,
 }
 
 impl Gateway {
-    pub fn new(configs: &[DeploymentConfig]) -> Result<Self, GatewayError> {
+    pub fn new(
+        configs: &[DeploymentConfig],
+        settings: &GatewayConfig,
+        usage: UsageLog,
+    ) -> Result<Self, GatewayError> {
         let mut deployments = HashMap::new();
         let mut order = Vec::new();
         for config in configs {
@@ -99,7 +112,65 @@ impl Gateway {
         Ok(Self {
             deployments: Arc::new(deployments),
             order: Arc::new(order),
+            settings: Arc::new(settings.clone()),
+            limiter: Arc::new(Limiter::new(settings)),
+            usage,
         })
+    }
+
+    /// The checks every call passes before it reaches a provider: the platform-wide switch,
+    /// the deployment's own switch, and the caller's limits and budgets.
+    async fn admit(
+        &self,
+        state: &AppState,
+        deployment: &Deployment,
+        principal: &Principal,
+    ) -> Result<(), OpenAiError> {
+        if !self.settings.enabled {
+            return Err(OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "model calls are switched off platform-wide",
+            ));
+        }
+        if !deployment.config.enabled {
+            return Err(OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!(
+                    "the deployment `{}` is switched off",
+                    deployment.config.name
+                ),
+            ));
+        }
+        match self.limiter.admit(&state.store, principal).await {
+            Ok(()) => Ok(()),
+            Err(AdmitError::Exceeded(exceeded)) => Err(OpenAiError {
+                retry_after: Some(exceeded.retry_after.as_secs().max(1)),
+                code: Some("rate_limit_exceeded"),
+                ..OpenAiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    exceeded.what,
+                )
+            }),
+            Err(AdmitError::Store(error)) => {
+                tracing::error!(%error, "cannot read usage for a budget");
+                Err(OpenAiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error",
+                ))
+            }
+        }
+    }
+
+    /// The output tokens a call may use: what it asked, within the cap.
+    fn capped(&self, asked: Option<u32>) -> Option<u32> {
+        match self.settings.max_tokens_cap {
+            0 => asked,
+            cap => Some(asked.map_or(cap, |asked| asked.min(cap))),
+        }
     }
 
     /// The deployment a caller named, if it exists and they may use it; otherwise the same
@@ -215,6 +286,84 @@ async fn models(
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
+/// What a call leaves behind when it ends, however it ends: a usage record (tokens, cost,
+/// latency) and its tokens charged against the caller's limits. Dropped unfinished (the caller
+/// hung up mid-stream), it records the call as cancelled with the tokens seen so far.
+struct CallMeter {
+    gateway: Gateway,
+    principal: Principal,
+    deployment: String,
+    operation: &'static str,
+    started: Instant,
+    request_id: String,
+    trace_id: String,
+    served_by: Option<String>,
+    usage: Usage,
+    done: bool,
+}
+
+impl CallMeter {
+    fn new(
+        state: &AppState,
+        context: &RequestContext,
+        principal: &Principal,
+        deployment: &str,
+        operation: &'static str,
+    ) -> Self {
+        Self {
+            gateway: state.gateway.clone(),
+            principal: principal.clone(),
+            deployment: deployment.to_owned(),
+            operation,
+            started: Instant::now(),
+            request_id: context.request_id.clone(),
+            trace_id: context.trace_id.clone(),
+            served_by: None,
+            usage: Usage::default(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let served_by = self
+            .served_by
+            .clone()
+            .unwrap_or_else(|| self.deployment.clone());
+        let cost = self.gateway.deployments.get(&served_by).map_or(0.0, |d| {
+            f64::from(self.usage.input_tokens) / 1000.0 * d.config.price_input_per_1k
+                + f64::from(self.usage.output_tokens) / 1000.0 * d.config.price_output_per_1k
+        });
+        let tokens = u64::from(self.usage.input_tokens) + u64::from(self.usage.output_tokens);
+        self.gateway.limiter.charge(&self.principal, tokens);
+        self.gateway.usage.record(UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            occurred_at: OffsetDateTime::now_utc(),
+            principal_id: self.principal.id.clone(),
+            principal_name: self.principal.display_name.clone(),
+            groups: self.principal.groups.iter().cloned().collect(),
+            deployment: self.deployment.clone(),
+            served_by,
+            operation: self.operation,
+            outcome,
+            input_tokens: i64::from(self.usage.input_tokens),
+            output_tokens: i64::from(self.usage.output_tokens),
+            cost,
+            latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            request_id: Some(self.request_id.clone()),
+            trace_id: Some(self.trace_id.clone()),
+        });
+    }
+}
+
+impl Drop for CallMeter {
+    fn drop(&mut self) {
+        self.finish("cancelled");
+    }
+}
+
 /// The audit record of an accepted call. Its durable append starts before the upstream call
 /// and is awaited after, so the two overlap instead of adding up.
 fn call_event(
@@ -272,15 +421,20 @@ async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let caller = caller_or_error(caller)?;
-    let call = wire::read_chat(parse_body(&body)?)?;
-    let deployment = state.gateway.granted(&call.deployment, &caller.principal)?;
+    let mut call = wire::read_chat(parse_body(&body)?)?;
+    let gateway = &state.gateway;
+    let deployment = gateway.granted(&call.deployment, &caller.principal)?;
     if !deployment.offers(Capability::Chat) {
         return Err(OpenAiError::invalid(
             format!("`{}` does not offer chat completions", call.deployment),
             Some("model"),
         ));
     }
-    let chain = state.gateway.chain(deployment, Capability::Chat);
+    gateway
+        .admit(&state, &deployment, &caller.principal)
+        .await?;
+    call.request.max_tokens = gateway.capped(call.request.max_tokens);
+    let chain = gateway.chain(deployment, Capability::Chat);
     let event = call_event(
         &context,
         &caller,
@@ -289,74 +443,60 @@ async fn chat_completions(
         call.stream,
     );
     let span = model_span("chat", &chain[0]);
+    let mut meter = CallMeter::new(
+        &state,
+        &context,
+        &caller.principal,
+        &call.deployment,
+        "chat",
+    );
     let id = format!("chatcmpl-{}", context.request_id);
     let created = OffsetDateTime::now_utc().unix_timestamp();
-    let started = Instant::now();
 
     if !call.stream {
         let upstream = resilience::chat(&chain, call.request);
         let (audited, answer) = futures::join!(state.audit.append(event), upstream);
         audited.map_err(audit_failed)?;
-        let (served_by, answer) = answer.map_err(|e| upstream_error(&e))?;
+        let (served_by, answer) = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                meter.finish("failed");
+                return Err(upstream_error(&error));
+            }
+        };
         span.record("gen_ai.response.model", answer.model.as_str());
         span.record(
             "gen_ai.response.finish_reasons",
             answer.finish_reason.as_str(),
         );
         record_usage(&span, answer.usage);
-        tracing::debug!(parent: &span, served_by = %served_by, elapsed_ms = started.elapsed().as_millis(), "model call finished");
-        return Ok(Json(wire::chat_completion(
-            &id,
-            &call.deployment,
-            created,
-            &answer,
-        ))
-        .into_response());
+        meter.served_by = Some(served_by);
+        meter.usage = answer.usage;
+        meter.finish("ok");
+        let body = wire::chat_completion(&id, &call.deployment, created, &answer);
+        return Ok(Json(body).into_response());
     }
 
     let upstream = resilience::chat_stream(&chain, call.request);
     let (audited, opened) = futures::join!(state.audit.append(event), upstream);
     audited.map_err(audit_failed)?;
-    let (_served_by, events) = opened.map_err(|e| upstream_error(&e))?;
-    let model = call.deployment.clone();
-    let include_usage = call.include_usage;
-    let to_chunk = move |event: ChatEvent| match event {
-        ChatEvent::Start {
-            id: _,
-            model: upstream_model,
-        } => {
-            span.record("gen_ai.response.model", upstream_model.as_str());
-            let delta = json!({ "role": "assistant", "content": "" });
-            Some(wire::chunk(&id, &model, created, delta, None))
-        }
-        ChatEvent::Text(text) => Some(wire::chunk(
-            &id,
-            &model,
-            created,
-            json!({ "content": text }),
-            None,
-        )),
-        ChatEvent::ToolCall(delta) => {
-            let delta = wire::tool_call_delta(&delta);
-            Some(wire::chunk(&id, &model, created, delta, None))
-        }
-        ChatEvent::Finish(reason) => {
-            span.record("gen_ai.response.finish_reasons", reason.as_str());
-            Some(wire::chunk(
-                &id,
-                &model,
-                created,
-                json!({}),
-                Some(reason.as_str()),
-            ))
-        }
-        ChatEvent::Usage(usage) => {
-            record_usage(&span, usage);
-            include_usage.then(|| wire::usage_chunk(&id, &model, created, usage))
+    let (served_by, events) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            meter.finish("failed");
+            return Err(upstream_error(&error));
         }
     };
-    let body = sse_body(events, to_chunk);
-    let mut response = Response::new(Body::from_stream(body));
+    meter.served_by = Some(served_by);
+    let translator = StreamTranslator {
+        id,
+        model: call.deployment.clone(),
+        created,
+        include_usage: call.include_usage,
+        span,
+        meter,
+    };
+    let mut response = Response::new(Body::from_stream(sse_body(events, translator)));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -366,28 +506,86 @@ async fn chat_completions(
     Ok(response)
 }
 
+/// Turns a stream's events into `chat.completion.chunk`s, and meters the call as it goes.
+struct StreamTranslator {
+    id: String,
+    model: String,
+    created: i64,
+    include_usage: bool,
+    span: tracing::Span,
+    meter: CallMeter,
+}
+
+impl StreamTranslator {
+    fn chunk(&mut self, event: ChatEvent) -> Option<Value> {
+        let (id, model, created) = (&self.id, &self.model, self.created);
+        match event {
+            ChatEvent::Start {
+                model: upstream, ..
+            } => {
+                self.span.record("gen_ai.response.model", upstream.as_str());
+                let delta = json!({ "role": "assistant", "content": "" });
+                Some(wire::chunk(id, model, created, delta, None))
+            }
+            ChatEvent::Text(text) => Some(wire::chunk(
+                id,
+                model,
+                created,
+                json!({ "content": text }),
+                None,
+            )),
+            ChatEvent::ToolCall(delta) => {
+                let delta = wire::tool_call_delta(&delta);
+                Some(wire::chunk(id, model, created, delta, None))
+            }
+            ChatEvent::Finish(reason) => {
+                self.span
+                    .record("gen_ai.response.finish_reasons", reason.as_str());
+                Some(wire::chunk(
+                    id,
+                    model,
+                    created,
+                    json!({}),
+                    Some(reason.as_str()),
+                ))
+            }
+            ChatEvent::Usage(usage) => {
+                record_usage(&self.span, usage);
+                self.meter.usage = usage;
+                self.include_usage
+                    .then(|| wire::usage_chunk(id, model, created, usage))
+            }
+        }
+    }
+}
+
 /// The SSE body: one event per upstream event, written as soon as it arrives, then `[DONE]`.
 /// An upstream error ends the stream with an `error` event instead of `[DONE]`, so a broken
 /// answer never looks finished. When the caller goes away, axum drops this stream and with it
 /// the upstream request.
 fn sse_body(
     events: ajutant_core::model::ChatStream,
-    to_chunk: impl FnMut(ChatEvent) -> Option<Value> + Send + 'static,
+    translator: StreamTranslator,
 ) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> + Send {
-    futures::stream::unfold(Some((events, to_chunk)), |state| async move {
-        let (mut events, mut to_chunk) = state?;
+    futures::stream::unfold(Some((events, translator)), |state| async move {
+        let (mut events, mut translator) = state?;
         loop {
             match events.next().await {
                 Some(Ok(event)) => {
-                    if let Some(data) = to_chunk(event) {
-                        return Some((Ok(format!("data: {data}\n\n")), Some((events, to_chunk))));
+                    if let Some(data) = translator.chunk(event) {
+                        let next = Some((events, translator));
+                        return Some((Ok(format!("data: {data}\n\n")), next));
                     }
                 }
                 Some(Err(error)) => {
+                    translator.meter.finish("failed");
                     let data = upstream_error(&error).body();
                     return Some((Ok(format!("data: {data}\n\n")), None));
                 }
-                None => return Some((Ok("data: [DONE]\n\n".to_owned()), None)),
+                None => {
+                    translator.meter.finish("ok");
+                    return Some((Ok("data: [DONE]\n\n".to_owned()), None));
+                }
             }
         }
     })
@@ -401,15 +599,26 @@ async fn embeddings(
 ) -> Result<Response, OpenAiError> {
     let caller = caller_or_error(caller)?;
     let call = wire::read_embeddings(parse_body(&body)?)?;
-    let deployment = state.gateway.granted(&call.deployment, &caller.principal)?;
+    let gateway = &state.gateway;
+    let deployment = gateway.granted(&call.deployment, &caller.principal)?;
     if !deployment.offers(Capability::Embeddings) {
         return Err(OpenAiError::invalid(
             format!("`{}` does not offer embeddings", call.deployment),
             Some("model"),
         ));
     }
-    let chain = state.gateway.chain(deployment, Capability::Embeddings);
+    gateway
+        .admit(&state, &deployment, &caller.principal)
+        .await?;
+    let chain = gateway.chain(deployment, Capability::Embeddings);
     let span = model_span("embeddings", &chain[0]);
+    let mut meter = CallMeter::new(
+        &state,
+        &context,
+        &caller.principal,
+        &call.deployment,
+        "embeddings",
+    );
     let event = call_event(
         &context,
         &caller,
@@ -422,7 +631,16 @@ async fn embeddings(
         resilience::embed(&chain, call.request)
     );
     audited.map_err(audit_failed)?;
-    let (_served_by, answer) = answer.map_err(|e| upstream_error(&e))?;
+    let (served_by, answer) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            meter.finish("failed");
+            return Err(upstream_error(&error));
+        }
+    };
     record_usage(&span, answer.usage);
+    meter.served_by = Some(served_by);
+    meter.usage = answer.usage;
+    meter.finish("ok");
     Ok(Json(wire::embeddings(&call.deployment, &answer, call.base64)).into_response())
 }
