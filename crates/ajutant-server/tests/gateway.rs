@@ -393,6 +393,21 @@ async fn limits_budgets_caps_and_switches(backend: Backend) {
     assert_eq!(off.status(), 503);
     assert_eq!(upstream.calls("garbage"), 0);
 
+    // Each refusal is on the record: the budget, the rate limit, the switch.
+    let denied = app
+        .store()
+        .await
+        .audit_search(&AuditQuery {
+            action: Some("model.chat".to_owned()),
+            outcome: Some(ajutant_core::audit::Outcome::Denied),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(denied.iter().any(|r| r.details.contains("monthly budget")));
+
     // Usage and cost, for IT operations.
     let ops = ajutant_testkit::identity::access_token(
         &app,

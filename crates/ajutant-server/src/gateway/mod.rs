@@ -165,6 +165,42 @@ impl Gateway {
         }
     }
 
+    /// The deployment a call may go to, after every check: it exists and the caller is granted
+    /// it, it offers `capability`, it and the platform are switched on, and the caller's limits
+    /// allow another call. A refusal is audited.
+    async fn open(
+        &self,
+        state: &AppState,
+        context: &RequestContext,
+        caller: &Caller,
+        name: &str,
+        capability: Capability,
+    ) -> Result<Arc<Deployment>, OpenAiError> {
+        let action = match capability {
+            Capability::Chat => "model.chat",
+            Capability::Embeddings => "model.embeddings",
+        };
+        let checked = async {
+            let deployment = self.granted(name, &caller.principal)?;
+            if !deployment.offers(capability) {
+                let what = match capability {
+                    Capability::Chat => "chat completions",
+                    Capability::Embeddings => "embeddings",
+                };
+                return Err(OpenAiError::invalid(
+                    format!("`{name}` does not offer {what}"),
+                    Some("model"),
+                ));
+            }
+            self.admit(state, &deployment, &caller.principal).await?;
+            Ok(deployment)
+        };
+        match checked.await {
+            Ok(deployment) => Ok(deployment),
+            Err(error) => Err(refused(state, context, caller, action, name, error).await),
+        }
+    }
+
     /// The output tokens a call may use: what it asked, within the cap.
     fn capped(&self, asked: Option<u32>) -> Option<u32> {
         match self.settings.max_tokens_cap {
@@ -383,6 +419,30 @@ fn call_event(
     .with_details(json!({ "stream": stream }))
 }
 
+/// Records a refused call (no such deployment or not granted, a limit, a switch) and returns
+/// the error to send. Refusals are security-relevant: they show who tried what.
+async fn refused(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    action: &str,
+    deployment: &str,
+    error: OpenAiError,
+) -> OpenAiError {
+    let event = AuditEvent::new(
+        caller.principal.actor(),
+        action,
+        format!("deployment/{deployment}"),
+        Outcome::Denied,
+    )
+    .with_origin(context.origin())
+    .with_details(json!({ "status": error.status.as_u16(), "reason": error.message }));
+    match state.audit.append(event).await {
+        Ok(_) => error,
+        Err(failure) => audit_failed(failure),
+    }
+}
+
 fn audit_failed(error: impl std::fmt::Display) -> OpenAiError {
     tracing::error!(%error, "cannot write the audit trail for a model call");
     OpenAiError::new(
@@ -423,15 +483,14 @@ async fn chat_completions(
     let caller = caller_or_error(caller)?;
     let mut call = wire::read_chat(parse_body(&body)?)?;
     let gateway = &state.gateway;
-    let deployment = gateway.granted(&call.deployment, &caller.principal)?;
-    if !deployment.offers(Capability::Chat) {
-        return Err(OpenAiError::invalid(
-            format!("`{}` does not offer chat completions", call.deployment),
-            Some("model"),
-        ));
-    }
-    gateway
-        .admit(&state, &deployment, &caller.principal)
+    let deployment = gateway
+        .open(
+            &state,
+            &context,
+            &caller,
+            &call.deployment,
+            Capability::Chat,
+        )
         .await?;
     call.request.max_tokens = gateway.capped(call.request.max_tokens);
     let chain = gateway.chain(deployment, Capability::Chat);
@@ -600,15 +659,14 @@ async fn embeddings(
     let caller = caller_or_error(caller)?;
     let call = wire::read_embeddings(parse_body(&body)?)?;
     let gateway = &state.gateway;
-    let deployment = gateway.granted(&call.deployment, &caller.principal)?;
-    if !deployment.offers(Capability::Embeddings) {
-        return Err(OpenAiError::invalid(
-            format!("`{}` does not offer embeddings", call.deployment),
-            Some("model"),
-        ));
-    }
-    gateway
-        .admit(&state, &deployment, &caller.principal)
+    let deployment = gateway
+        .open(
+            &state,
+            &context,
+            &caller,
+            &call.deployment,
+            Capability::Embeddings,
+        )
         .await?;
     let chain = gateway.chain(deployment, Capability::Embeddings);
     let span = model_span("embeddings", &chain[0]);
