@@ -171,11 +171,11 @@ impl Gateway {
     async fn open(
         &self,
         state: &AppState,
-        context: &RequestContext,
-        caller: &Caller,
+        origin: CallOrigin<'_>,
         name: &str,
         capability: Capability,
     ) -> Result<Arc<Deployment>, OpenAiError> {
+        let caller = origin.caller;
         let action = match capability {
             Capability::Chat => "model.chat",
             Capability::Embeddings => "model.embeddings",
@@ -197,7 +197,7 @@ impl Gateway {
         };
         match checked.await {
             Ok(deployment) => Ok(deployment),
-            Err(error) => Err(refused(state, context, caller, action, name, error).await),
+            Err(error) => Err(refused(state, origin, action, name, error).await),
         }
     }
 
@@ -419,16 +419,23 @@ fn call_event(
     .with_details(json!({ "stream": stream }))
 }
 
+/// Who is calling, and the request they called in.
+#[derive(Clone, Copy)]
+struct CallOrigin<'a> {
+    context: &'a RequestContext,
+    caller: &'a Caller,
+}
+
 /// Records a refused call (no such deployment or not granted, a limit, a switch) and returns
 /// the error to send. Refusals are security-relevant: they show who tried what.
 async fn refused(
     state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
+    origin: CallOrigin<'_>,
     action: &str,
     deployment: &str,
     error: OpenAiError,
 ) -> OpenAiError {
+    let CallOrigin { context, caller } = origin;
     let event = AuditEvent::new(
         caller.principal.actor(),
         action,
@@ -486,8 +493,10 @@ async fn chat_completions(
     let deployment = gateway
         .open(
             &state,
-            &context,
-            &caller,
+            CallOrigin {
+                context: &context,
+                caller: &caller,
+            },
             &call.deployment,
             Capability::Chat,
         )
@@ -662,8 +671,10 @@ async fn embeddings(
     let deployment = gateway
         .open(
             &state,
-            &context,
-            &caller,
+            CallOrigin {
+                context: &context,
+                caller: &caller,
+            },
             &call.deployment,
             Capability::Embeddings,
         )
