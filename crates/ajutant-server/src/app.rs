@@ -46,6 +46,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .merge(identity_routes::router())
         .merge(gateway::reports::router())
+        .merge(gateway::admin::router())
         .split_for_parts()
 }
 

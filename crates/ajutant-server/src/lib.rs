@@ -70,6 +70,14 @@ pub async fn run(
     let identity = identity::Identity::new(&config, public_url.clone())?;
     let (usage, usage_writer) = gateway::usage::UsageLog::start(store.clone());
     let gateway = gateway::Gateway::new(&config.deployments, &config.gateway, usage)?;
+    gateway.load_stored(&store).await?;
+    let stop_watching = Arc::new(Notify::new());
+    let watcher = tokio::spawn({
+        let gateway = gateway.clone();
+        let store = store.clone();
+        let stop = Arc::clone(&stop_watching);
+        async move { gateway.watch(store, stop).await }
+    });
     let seeded = seed_role_bindings(&config, &store).await?;
 
     audit
@@ -133,6 +141,10 @@ pub async fn run(
         .with_details(serde_json::json!({ "listen": address.to_string() }));
     if let Err(error) = audit.append(stopped).await {
         tracing::error!(%error, "cannot record the stop in the audit trail");
+    }
+    stop_watching.notify_one();
+    if let Err(error) = watcher.await {
+        tracing::warn!(%error, "the deployment watcher ended abnormally");
     }
     usage_writer.finish(AUDIT_DRAIN).await;
     audit_writer.finish(AUDIT_DRAIN).await;

@@ -475,7 +475,154 @@ async fn the_platform_switch_refuses_every_call(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+async fn deployments_change_without_a_restart(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| configure(config, &upstream)).await;
+    let key = api_key(&app).await;
+    let admin = ajutant_testkit::identity::access_token(
+        &app,
+        &ajutant_testkit::identity::demo_user("ada@example.org"),
+    )
+    .await
+    .unwrap();
+    let put = |name: &str, body: Value, token: &str| {
+        app.client
+            .put(app.url(&format!("/api/v1/admin/deployments/{name}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let team = json!({ "name": "team-model", "provider": "open_ai_compatible",
+                       "endpoint": upstream.endpoint(), "model": "ok" });
+
+    // Only platform admins manage deployments; others see nothing there.
+    assert_eq!(
+        put("team-model", team.clone(), &key)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let invalid = json!({ "name": "team-model", "provider": "open_ai_compatible", "model": "ok" });
+    let refused = put("team-model", invalid, &admin).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("endpoint"),
+        "{problem}"
+    );
+
+    assert_eq!(put("team-model", team, &admin).await.unwrap().status(), 200);
+    let answer: Value = post(
+        &app,
+        &key,
+        "/v1/chat/completions",
+        chat("team-model", false),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], ANSWER);
+
+    // Point the same name at another provider: the next call goes there.
+    let offline =
+        json!({ "name": "team-model", "provider": "offline", "model": "ajutant-offline" });
+    assert_eq!(
+        put("team-model", offline, &admin).await.unwrap().status(),
+        200
+    );
+    let answer: Value = post(
+        &app,
+        &key,
+        "/v1/chat/completions",
+        chat("team-model", false),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("No language model"), "{content}");
+
+    let listed: Value = app
+        .client
+        .get(app.url("/api/v1/admin/deployments"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let team_view = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"]["name"] == "team-model")
+        .unwrap();
+    assert_eq!(team_view["source"], "api");
+
+    let removed = app
+        .client
+        .delete(app.url("/api/v1/admin/deployments/team-model"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    let gone = post(
+        &app,
+        &key,
+        "/v1/chat/completions",
+        chat("team-model", false),
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+
+    // Another instance's change (written straight to the database) is picked up by watching.
+    let elsewhere = json!({ "name": "from-elsewhere", "provider": "offline", "model": "x" });
+    app.store()
+        .await
+        .put_deployment(
+            "from-elsewhere",
+            &elsewhere.to_string(),
+            "other-instance",
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let models: Value = app
+            .client
+            .get(app.url("/v1/models"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "from-elsewhere")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not picked up: {models}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    deployments_change_without_a_restart,
     limits_budgets_caps_and_switches,
     the_platform_switch_refuses_every_call,
     the_official_sdk_works_against_the_gateway,

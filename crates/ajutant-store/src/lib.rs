@@ -5,6 +5,7 @@
 
 mod audit;
 mod db_time;
+mod deployments;
 mod identity;
 mod usage;
 
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, ChainStatus};
+pub use deployments::StoredDeployment;
 pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
 pub use usage::{UsageGrouping, UsageLine, UsageQuery, UsageRecord, month_of};
 

@@ -4,15 +4,16 @@
 //! deployment (a logical model); `resilience.rs` retries, falls back and breaks circuits;
 //! `wire.rs` speaks OpenAI's format at the edge.
 
+pub(crate) mod admin;
 mod limits;
+mod registry;
 pub(crate) mod reports;
 mod resilience;
 pub mod usage;
 pub(crate) mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ajutant_core::audit::{AuditEvent, Outcome};
 use ajutant_core::config::{Capability, DeploymentConfig, GatewayConfig};
@@ -42,6 +43,8 @@ use wire::OpenAiError;
 pub enum GatewayError {
     #[error(transparent)]
     Build(#[from] ajutant_providers::BuildError),
+    #[error("cannot load the stored deployments: {0}")]
+    Reload(String),
 }
 
 /// A deployment ready to serve: its configuration, its adapter and its circuit breaker.
@@ -77,11 +80,10 @@ impl Deployment {
     }
 }
 
-/// Every configured deployment, by name, with what governs calls to them. Cheap to clone.
+/// The deployments in force, with what governs calls to them. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    deployments: Arc<HashMap<String, Arc<Deployment>>>,
-    order: Arc<Vec<String>>,
+    deployments: Arc<registry::Deployments>,
     settings: Arc<GatewayConfig>,
     limiter: Arc<Limiter>,
     usage: UsageLog,
@@ -93,29 +95,33 @@ impl Gateway {
         settings: &GatewayConfig,
         usage: UsageLog,
     ) -> Result<Self, GatewayError> {
-        let mut deployments = HashMap::new();
-        let mut order = Vec::new();
-        for config in configs {
-            let connect = Duration::from_millis(config.timeouts.connect_ms);
-            let http = ajutant_providers::http_client(connect)?;
-            let provider = ajutant_providers::provider_for(config, http)?;
-            order.push(config.name.clone());
-            deployments.insert(
-                config.name.clone(),
-                Arc::new(Deployment {
-                    config: config.clone(),
-                    provider,
-                    breaker: Breaker::default(),
-                }),
-            );
-        }
         Ok(Self {
-            deployments: Arc::new(deployments),
-            order: Arc::new(order),
+            deployments: Arc::new(registry::Deployments::new(configs)?),
             settings: Arc::new(settings.clone()),
             limiter: Arc::new(Limiter::new(settings)),
             usage,
         })
+    }
+
+    /// Loads the deployments stored through the admin API over the configured ones.
+    pub async fn load_stored(&self, store: &ajutant_store::Store) -> Result<(), GatewayError> {
+        self.deployments
+            .reload(store)
+            .await
+            .map_err(|e| GatewayError::Reload(e.to_string()))
+    }
+
+    /// Reloads whenever another instance changes the deployments, until `stop` resolves.
+    pub async fn watch(&self, store: ajutant_store::Store, stop: Arc<tokio::sync::Notify>) {
+        loop {
+            tokio::select! {
+                () = stop.notified() => return,
+                () = tokio::time::sleep(registry::WATCH_EVERY) => {}
+            }
+            if let Err(error) = self.deployments.reload_if_changed(&store).await {
+                tracing::warn!(%error, "cannot check for changed deployments");
+            }
+        }
     }
 
     /// The checks every call passes before it reaches a provider: the platform-wide switch,
@@ -213,6 +219,7 @@ impl Gateway {
     /// "does not exist" either way, so names do not leak.
     fn granted(&self, name: &str, principal: &Principal) -> Result<Arc<Deployment>, OpenAiError> {
         self.deployments
+            .current()
             .get(name)
             .filter(|d| d.permits(principal))
             .cloned()
@@ -228,9 +235,10 @@ impl Gateway {
 
     /// `first`, then its fallbacks in order (those that exist and offer `capability`).
     fn chain(&self, first: Arc<Deployment>, capability: Capability) -> Vec<Arc<Deployment>> {
+        let registry = self.deployments.current();
         let mut chain = vec![Arc::clone(&first)];
         for name in &first.config.fallbacks {
-            if let Some(next) = self.deployments.get(name)
+            if let Some(next) = registry.get(name)
                 && next.offers(capability)
                 && !chain.iter().any(|d| d.config.name == *name)
             {
@@ -313,9 +321,9 @@ async fn models(
     let caller = caller_or_error(caller)?;
     let gateway = &state.gateway;
     let data: Vec<Value> = gateway
-        .order
-        .iter()
-        .filter_map(|name| gateway.deployments.get(name))
+        .deployments
+        .current()
+        .in_order()
         .filter(|d| d.permits(&caller.principal))
         .map(|d| json!({ "id": d.config.name, "object": "model", "created": 0, "owned_by": "ajutant" }))
         .collect();
@@ -368,10 +376,15 @@ impl CallMeter {
             .served_by
             .clone()
             .unwrap_or_else(|| self.deployment.clone());
-        let cost = self.gateway.deployments.get(&served_by).map_or(0.0, |d| {
-            f64::from(self.usage.input_tokens) / 1000.0 * d.config.price_input_per_1k
-                + f64::from(self.usage.output_tokens) / 1000.0 * d.config.price_output_per_1k
-        });
+        let cost = self
+            .gateway
+            .deployments
+            .current()
+            .get(&served_by)
+            .map_or(0.0, |d| {
+                f64::from(self.usage.input_tokens) / 1000.0 * d.config.price_input_per_1k
+                    + f64::from(self.usage.output_tokens) / 1000.0 * d.config.price_output_per_1k
+            });
         let tokens = u64::from(self.usage.input_tokens) + u64::from(self.usage.output_tokens);
         self.gateway.limiter.charge(&self.principal, tokens);
         self.gateway.usage.record(UsageRecord {
