@@ -329,6 +329,7 @@ async fn subject(kind: ProviderKind) -> Subject {
         price_output_per_1k: 0.0,
         groups: Vec::new(),
         enabled: true,
+        audit_content: false,
     };
     let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
     Subject {

@@ -34,6 +34,8 @@ fn configure(config: &mut Config, upstream: &FakeUpstream) {
     flaky.retries = 2;
     let mut down = fake_deployment("fake-down", "down", upstream);
     down.fallbacks = vec!["fake-chat".to_owned()];
+    let mut audited = fake_deployment("fake-audited", "ok", upstream);
+    audited.audit_content = true;
     let mut restricted = DeploymentConfig::offline();
     restricted.name = "restricted".to_owned();
     restricted.groups = vec!["g-secret".to_owned()];
@@ -46,6 +48,7 @@ fn configure(config: &mut Config, upstream: &FakeUpstream) {
         fake_deployment("fake-broken", "broken-stream", upstream),
         fake_deployment("fake-garbage", "garbage", upstream),
         fake_deployment("fake-slow", "slow", upstream),
+        audited,
         restricted,
     ];
 }
@@ -621,7 +624,50 @@ async fn deployments_change_without_a_restart(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+async fn content_is_audited_only_where_a_deployment_opts_in(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| configure(config, &upstream)).await;
+    let key = api_key(&app).await;
+    for (model, stream) in [
+        ("fake-chat", false),
+        ("fake-audited", false),
+        ("fake-audited", true),
+    ] {
+        let response = post(&app, &key, "/v1/chat/completions", chat(model, stream)).await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    let store = app.store().await;
+    let search = |action: &str| AuditQuery {
+        action: Some(action.to_owned()),
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let calls = store.audit_search(&search("model.chat")).await.unwrap();
+    let plain = calls
+        .iter()
+        .find(|r| r.resource == "deployment/fake-chat")
+        .unwrap();
+    assert!(!plain.details.contains("Say hello"), "{}", plain.details);
+    let opted = calls
+        .iter()
+        .find(|r| r.resource == "deployment/fake-audited")
+        .unwrap();
+    assert!(opted.details.contains("Say hello"), "{}", opted.details);
+    let answers = store
+        .audit_search(&search("model.chat.answer"))
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 2, "one per opted-in call, streamed or not");
+    assert!(
+        answers.iter().all(|r| r.details.contains(ANSWER)),
+        "{answers:?}"
+    );
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    content_is_audited_only_where_a_deployment_opts_in,
     deployments_change_without_a_restart,
     limits_budgets_caps_and_switches,
     the_platform_switch_refuses_every_call,

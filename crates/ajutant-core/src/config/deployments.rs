@@ -103,6 +103,10 @@ pub struct DeploymentConfig {
     /// A switched-off deployment refuses calls (503) until switched on again.
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Whether prompts and answers go into the audit trail. Off by default: the trail then
+    /// says who called what, when and with what outcome, not what was said.
+    #[serde(default)]
+    pub audit_content: bool,
 }
 
 fn enabled() -> bool {
@@ -182,6 +186,7 @@ impl DeploymentConfig {
             price_output_per_1k: 0.0,
             groups: Vec::new(),
             enabled: true,
+            audit_content: false,
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use ajutant_core::audit::{AuditEvent, Outcome};
 use ajutant_core::config::{Capability, DeploymentConfig, GatewayConfig};
-use ajutant_core::model::{ChatEvent, ModelProvider, ProviderError, Usage};
+use ajutant_core::model::{ChatEvent, ModelProvider, ProviderError, ToolCall, Usage};
 use ajutant_core::policy::Principal;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -415,21 +415,66 @@ impl Drop for CallMeter {
 
 /// The audit record of an accepted call. Its durable append starts before the upstream call
 /// and is awaited after, so the two overlap instead of adding up.
+/// `prompt` is the request's messages, only for deployments that opt into content auditing.
 fn call_event(
-    context: &RequestContext,
-    caller: &Caller,
+    origin: CallOrigin<'_>,
     action: &str,
     deployment: &str,
     stream: bool,
+    prompt: Option<Value>,
 ) -> AuditEvent {
+    let mut details = json!({ "stream": stream });
+    if let Some(prompt) = prompt {
+        details["prompt"] = prompt;
+    }
     AuditEvent::new(
-        caller.principal.actor(),
+        origin.caller.principal.actor(),
         action,
         format!("deployment/{deployment}"),
         Outcome::Allowed,
     )
-    .with_origin(context.origin())
-    .with_details(json!({ "stream": stream }))
+    .with_origin(origin.context.origin())
+    .with_details(details)
+}
+
+/// The messages as the audit trail keeps them: role and text.
+fn prompt_for_audit(messages: &[ajutant_core::model::ChatMessage]) -> Value {
+    Value::Array(
+        messages
+            .iter()
+            .map(|m| {
+                json!({
+                    "role": m.role.as_str(),
+                    "content": m.content.as_ref().map(ajutant_core::model::Content::text),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The answer's record, for deployments that opt into content auditing.
+fn answer_event(origin: &AnswerAudit, content: &str, tool_calls: &[ToolCall]) -> AuditEvent {
+    let calls: Vec<Value> = tool_calls
+        .iter()
+        .map(|c| json!({ "name": c.name, "arguments": c.arguments }))
+        .collect();
+    AuditEvent::new(
+        origin.actor.clone(),
+        "model.chat.answer",
+        format!("deployment/{}", origin.deployment),
+        Outcome::Allowed,
+    )
+    .with_origin(origin.origin.clone())
+    .with_details(json!({ "answer": content, "tool_calls": calls }))
+}
+
+/// Where an answer's audit record goes, for deployments with `audit_content`.
+#[derive(Clone)]
+struct AnswerAudit {
+    audit: ajutant_store::AuditLog,
+    actor: ajutant_core::audit::Actor,
+    origin: ajutant_core::audit::RequestOrigin,
+    deployment: String,
 }
 
 /// Who is calling, and the request they called in.
@@ -515,14 +560,21 @@ async fn chat_completions(
         )
         .await?;
     call.request.max_tokens = gateway.capped(call.request.max_tokens);
+    let answer_audit = deployment.config.audit_content.then(|| AnswerAudit {
+        audit: state.audit.clone(),
+        actor: caller.principal.actor(),
+        origin: context.origin(),
+        deployment: call.deployment.clone(),
+    });
+    let prompt = answer_audit
+        .as_ref()
+        .map(|_| prompt_for_audit(&call.request.messages));
     let chain = gateway.chain(deployment, Capability::Chat);
-    let event = call_event(
-        &context,
-        &caller,
-        "model.chat",
-        &call.deployment,
-        call.stream,
-    );
+    let origin = CallOrigin {
+        context: &context,
+        caller: &caller,
+    };
+    let event = call_event(origin, "model.chat", &call.deployment, call.stream, prompt);
     let span = model_span("chat", &chain[0]);
     let mut meter = CallMeter::new(
         &state,
@@ -554,6 +606,11 @@ async fn chat_completions(
         meter.served_by = Some(served_by);
         meter.usage = answer.usage;
         meter.finish("ok");
+        if let Some(target) = &answer_audit {
+            let content = answer.content.as_deref().unwrap_or_default();
+            let event = answer_event(target, content, &answer.tool_calls);
+            target.audit.append(event).await.map_err(audit_failed)?;
+        }
         let body = wire::chat_completion(&id, &call.deployment, created, &answer);
         return Ok(Json(body).into_response());
     }
@@ -576,6 +633,9 @@ async fn chat_completions(
         include_usage: call.include_usage,
         span,
         meter,
+        answer_audit,
+        answer: String::new(),
+        tool_calls: Vec::new(),
     };
     let mut response = Response::new(Body::from_stream(sse_body(events, translator)));
     let headers = response.headers_mut();
@@ -595,10 +655,57 @@ struct StreamTranslator {
     include_usage: bool,
     span: tracing::Span,
     meter: CallMeter,
+    /// Set for deployments with `audit_content`: the answer is gathered for the audit trail.
+    answer_audit: Option<AnswerAudit>,
+    answer: String,
+    tool_calls: Vec<ToolCall>,
 }
 
 impl StreamTranslator {
+    /// Notes what the answer says, for deployments that audit content.
+    fn gather(&mut self, event: &ChatEvent) {
+        if self.answer_audit.is_none() {
+            return;
+        }
+        match event {
+            ChatEvent::Text(text) => self.answer.push_str(text),
+            ChatEvent::ToolCall(delta) => {
+                let index = delta.index as usize;
+                while self.tool_calls.len() <= index {
+                    self.tool_calls.push(ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                }
+                let call = &mut self.tool_calls[index];
+                if let Some(id) = &delta.id {
+                    call.id.clone_from(id);
+                }
+                if let Some(name) = &delta.name {
+                    call.name.clone_from(name);
+                }
+                if let Some(arguments) = &delta.arguments {
+                    call.arguments.push_str(arguments);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the gathered answer to the audit trail, when the deployment asks for it.
+    async fn audit_answer(&self) {
+        if let Some(target) = &self.answer_audit {
+            let event = answer_event(target, &self.answer, &self.tool_calls);
+            if let Err(error) = target.audit.append(event).await {
+                // The answer has been streamed; all that can be done now is to say so.
+                tracing::error!(%error, "cannot write a streamed answer to the audit trail");
+            }
+        }
+    }
+
     fn chunk(&mut self, event: ChatEvent) -> Option<Value> {
+        self.gather(&event);
         let (id, model, created) = (&self.id, &self.model, self.created);
         match event {
             ChatEvent::Start {
@@ -660,11 +767,13 @@ fn sse_body(
                 }
                 Some(Err(error)) => {
                     translator.meter.finish("failed");
+                    translator.audit_answer().await;
                     let data = upstream_error(&error).body();
                     return Some((Ok(format!("data: {data}\n\n")), None));
                 }
                 None => {
                     translator.meter.finish("ok");
+                    translator.audit_answer().await;
                     return Some((Ok("data: [DONE]\n\n".to_owned()), None));
                 }
             }
@@ -701,13 +810,11 @@ async fn embeddings(
         &call.deployment,
         "embeddings",
     );
-    let event = call_event(
-        &context,
-        &caller,
-        "model.embeddings",
-        &call.deployment,
-        false,
-    );
+    let origin = CallOrigin {
+        context: &context,
+        caller: &caller,
+    };
+    let event = call_event(origin, "model.embeddings", &call.deployment, false, None);
     let (audited, answer) = futures::join!(
         state.audit.append(event),
         resilience::embed(&chain, call.request)
