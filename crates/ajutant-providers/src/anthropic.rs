@@ -825,6 +825,8 @@ mod tests {
             price_input_per_1k: 0.0,
             price_output_per_1k: 0.0,
             groups: Vec::new(),
+            enabled: true,
+            audit_content: false,
         }
     }
 

@@ -20,7 +20,10 @@ const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 /// Reads the deployment's API key, at each use so a rotated file or variable is picked up.
 pub(crate) fn api_key(credential: &Credential) -> Result<Option<SecretString>, ProviderError> {
     match credential {
-        Credential::None => Ok(None),
+        // Entra tokens are asked for by `azure_token`, not sent as keys.
+        Credential::None
+        | Credential::AzureManagedIdentity { .. }
+        | Credential::AzureWorkloadIdentity { .. } => Ok(None),
         Credential::ApiKeyEnv { variable } => std::env::var(variable)
             .ok()
             .filter(|v| !v.trim().is_empty())

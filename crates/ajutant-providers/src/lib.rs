@@ -4,6 +4,7 @@
 //! fake upstream speaking its vendor's wire format, streaming included.
 
 mod anthropic;
+mod azure_token;
 mod http;
 pub mod offline;
 mod openai;
@@ -12,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ajutant_core::config::{DeploymentConfig, ProviderKind};
-use ajutant_core::model::ModelProvider;
+use ajutant_core::model::{ModelProvider, ProviderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("deployment {0}: {1}")]
+    Credential(String, ProviderError),
 }
 
 /// The HTTP client adapters share: connection pooling, TCP_NODELAY (streamed tokens must not
@@ -41,7 +44,10 @@ pub fn provider_for(
     Ok(match deployment.provider {
         ProviderKind::Offline => Arc::new(offline::Offline::new(&deployment.model)),
         ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible => {
-            Arc::new(openai::OpenAi::new(deployment, http))
+            Arc::new(
+                openai::OpenAi::new(deployment, http)
+                    .map_err(|e| BuildError::Credential(deployment.name.clone(), e))?,
+            )
         }
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(deployment, http)),
     })

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
+use crate::azure_token::AzureToken;
 use crate::http::{self, Deadlines};
 
 const OPENAI_BASE: &str = "https://api.openai.com/v1";
@@ -28,15 +29,21 @@ pub(crate) struct OpenAi {
     credential: Credential,
     timeouts: Timeouts,
     http: reqwest::Client,
+    /// For Azure OpenAI with a managed or workload identity instead of a key.
+    entra: Option<AzureToken>,
 }
 
 impl OpenAi {
-    pub(crate) fn new(deployment: &DeploymentConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        deployment: &DeploymentConfig,
+        http: reqwest::Client,
+    ) -> Result<Self, ProviderError> {
         let base = deployment
             .endpoint
             .as_ref()
             .map_or(OPENAI_BASE.to_owned(), Url::to_string);
-        Self {
+        let entra = AzureToken::for_credential(&deployment.credential, http.clone())?;
+        Ok(Self {
             kind: deployment.provider,
             base: base.trim_end_matches('/').to_owned(),
             model: deployment.model.clone(),
@@ -44,7 +51,8 @@ impl OpenAi {
             credential: deployment.credential.clone(),
             timeouts: deployment.timeouts.clone(),
             http,
-        }
+            entra,
+        })
     }
 
     fn url(&self, operation: &str) -> String {
@@ -59,12 +67,15 @@ impl OpenAi {
         }
     }
 
-    fn post(
+    async fn post(
         &self,
         operation: &str,
         body: &Value,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let mut request = self.http.post(self.url(operation)).json(body);
+        if let Some(entra) = &self.entra {
+            return Ok(request.bearer_auth(entra.token().await?.expose()));
+        }
         if let Some(key) = http::api_key(&self.credential)? {
             request = match self.kind {
                 ProviderKind::AzureOpenAi => request.header("api-key", key.expose()),
@@ -316,7 +327,8 @@ impl ModelProvider for OpenAi {
         Box::pin(async move {
             let deadlines = Deadlines::start(&self.timeouts);
             let body = self.chat_body(request, false)?;
-            let response = http::send(self.post("chat/completions", &body)?, &deadlines).await?;
+            let response =
+                http::send(self.post("chat/completions", &body).await?, &deadlines).await?;
             let bytes = http::read_body(response, &deadlines).await?;
             let wire: WireResponse = http::parse_json(&bytes)?;
             let choice =
@@ -352,7 +364,8 @@ impl ModelProvider for OpenAi {
         Box::pin(async move {
             let deadlines = Deadlines::start(&self.timeouts);
             let body = self.chat_body(request, true)?;
-            let response = http::send(self.post("chat/completions", &body)?, &deadlines).await?;
+            let response =
+                http::send(self.post("chat/completions", &body).await?, &deadlines).await?;
             let state = StreamState {
                 events: http::sse_events(response, deadlines),
                 started: false,
@@ -374,7 +387,7 @@ impl ModelProvider for OpenAi {
             if let Some(dimensions) = request.dimensions {
                 body["dimensions"] = json!(dimensions);
             }
-            let response = http::send(self.post("embeddings", &body)?, &deadlines).await?;
+            let response = http::send(self.post("embeddings", &body).await?, &deadlines).await?;
             let bytes = http::read_body(response, &deadlines).await?;
             let mut wire: WireEmbeddings = http::parse_json(&bytes)?;
             if wire.data.len() != request.input.len() {

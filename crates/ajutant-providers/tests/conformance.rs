@@ -43,6 +43,7 @@ enum Play {
 struct Fake {
     play: Arc<Mutex<Play>>,
     seen: Arc<Mutex<Vec<(String, HeaderMap, Value)>>>,
+    tokens_issued: Arc<Mutex<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,7 @@ async fn start_fake() -> (SocketAddr, Fake) {
     let fake = Fake {
         play: Arc::new(Mutex::new(Play::Answer)),
         seen: Arc::default(),
+        tokens_issued: Arc::default(),
     };
     let app = Router::new()
         .route("/v1/chat/completions", post(openai_chat))
@@ -68,6 +70,11 @@ async fn start_fake() -> (SocketAddr, Fake) {
             post(openai_embeddings),
         )
         .route("/v1/messages", post(anthropic_messages))
+        .route(
+            "/metadata/identity/oauth2/token",
+            axum::routing::get(imds_token),
+        )
+        .route("/test-tenant/oauth2/v2.0/token", post(federated_token))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -221,6 +228,44 @@ async fn openai_embeddings(
     .into_response()
 }
 
+/// The instance metadata service: a token for Azure OpenAI, asked for with `Metadata: true`.
+async fn imds_token(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if headers.get("metadata").map(|v| v.as_bytes()) != Some(b"true")
+        || query.get("resource").map(String::as_str) != Some("https://cognitiveservices.azure.com")
+    {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    *fake.tokens_issued.lock().unwrap() += 1;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    axum::Json(json!({ "access_token": "imds-token", "expires_on": expires.to_string() }))
+        .into_response()
+}
+
+/// Entra's token endpoint for workload identity: the federated token must come as the assertion.
+async fn federated_token(
+    State(fake): State<Fake>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let ok = form.get("client_assertion").map(String::as_str) == Some("federated-jwt")
+        && form.get("scope").map(String::as_str)
+            == Some("https://cognitiveservices.azure.com/.default")
+        && form.get("client_id").map(String::as_str) == Some("wi-client");
+    if !ok {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    *fake.tokens_issued.lock().unwrap() += 1;
+    axum::Json(json!({ "access_token": "wi-token", "expires_in": 3600, "token_type": "Bearer" }))
+        .into_response()
+}
+
 async fn anthropic_messages(
     State(fake): State<Fake>,
     uri: axum::http::Uri,
@@ -318,7 +363,9 @@ async fn subject(kind: ProviderKind) -> Subject {
         model: "upstream-model".to_owned(),
         api_version: Some("2024-10-21".to_owned()),
         capabilities: vec![Capability::Chat, Capability::Embeddings],
-        credential: Credential::ApiKeyFile { path: key_file() },
+        credential: Credential::ApiKeyFile {
+            path: key_file(address.port()),
+        },
         timeouts: Timeouts {
             idle_ms: 300,
             ..Timeouts::default()
@@ -339,9 +386,10 @@ async fn subject(kind: ProviderKind) -> Subject {
     }
 }
 
-/// The API key in a file, as a mounted secret would be.
-fn key_file() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("{KEY_FILE_PREFIX}-{}", std::process::id()));
+/// The API key in a file, as a mounted secret would be; one file per test (tests run at once).
+fn key_file(unique: u16) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("{KEY_FILE_PREFIX}-{}-{unique}", std::process::id()));
     std::fs::write(&path, format!("{API_KEY}\n")).unwrap();
     path
 }
@@ -598,4 +646,60 @@ async fn offline_conforms() {
         .await
         .unwrap();
     assert_eq!(vectors.vectors[0].len(), 384);
+}
+
+/// Azure OpenAI without a key: a managed identity's token, and a workload identity's, each
+/// fetched once and reused.
+#[tokio::test]
+async fn azure_openai_takes_entra_tokens_from_managed_and_workload_identity() {
+    let (address, fake) = start_fake().await;
+    let token_file = std::env::temp_dir().join(format!("ajutant-federated-{}", std::process::id()));
+    std::fs::write(&token_file, "federated-jwt\n").unwrap();
+    let credentials = [
+        (
+            Credential::AzureManagedIdentity {
+                client_id: None,
+                endpoint: Some(
+                    format!("http://{address}/metadata/identity/oauth2/token")
+                        .parse()
+                        .unwrap(),
+                ),
+            },
+            "Bearer imds-token",
+        ),
+        (
+            Credential::AzureWorkloadIdentity {
+                tenant_id: Some("test-tenant".to_owned()),
+                client_id: Some("wi-client".to_owned()),
+                token_file: Some(token_file.clone()),
+                authority_host: Some(format!("http://{address}/").parse().unwrap()),
+            },
+            "Bearer wi-token",
+        ),
+    ];
+    for (credential, expected) in credentials {
+        *fake.tokens_issued.lock().unwrap() = 0;
+        let deployment = DeploymentConfig {
+            provider: ProviderKind::AzureOpenAi,
+            endpoint: Some(format!("http://{address}").parse().unwrap()),
+            model: "upstream-model".to_owned(),
+            api_version: Some("2024-10-21".to_owned()),
+            credential,
+            ..DeploymentConfig::offline()
+        };
+        let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
+        let provider = ajutant_providers::provider_for(&deployment, http).unwrap();
+        for _ in 0..2 {
+            let answer = provider.chat(&question(false)).await.unwrap();
+            assert_eq!(answer.content.as_deref(), Some(ANSWER));
+            let (_, headers, _) = fake.seen.lock().unwrap().last().cloned().unwrap();
+            assert_eq!(headers["authorization"], expected);
+            assert!(headers.get("api-key").is_none());
+        }
+        assert_eq!(
+            *fake.tokens_issued.lock().unwrap(),
+            1,
+            "the token is reused"
+        );
+    }
 }

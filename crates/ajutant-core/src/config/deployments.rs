@@ -39,6 +39,29 @@ pub enum Credential {
     /// An API key in this file (e.g. a mounted Kubernetes secret), read at each use so that
     /// a rotated key is picked up.
     ApiKeyFile { path: PathBuf },
+    /// Azure OpenAI with a Microsoft Entra token from the machine's managed identity (the
+    /// instance metadata service, or App Service's `IDENTITY_ENDPOINT`). `client_id` picks a
+    /// user-assigned identity; `endpoint` overrides where tokens are asked for.
+    AzureManagedIdentity {
+        #[serde(default)]
+        client_id: Option<String>,
+        #[serde(default)]
+        endpoint: Option<Url>,
+    },
+    /// Azure OpenAI with a Microsoft Entra token from AKS workload identity: the federated
+    /// token in `token_file` exchanged at `authority_host`. Each field defaults to the variable
+    /// AKS sets (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`,
+    /// `AZURE_AUTHORITY_HOST`).
+    AzureWorkloadIdentity {
+        #[serde(default)]
+        tenant_id: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+        #[serde(default)]
+        authority_host: Option<Url>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
