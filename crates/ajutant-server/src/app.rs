@@ -68,6 +68,7 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
             store: state.store.clone(),
             audit: state.audit.clone(),
             bearer_secret: secret.clone(),
+            credentials: state.identity.cache().clone(),
         }));
     }
     with_layers(routes, server)

@@ -251,9 +251,11 @@ impl Gateway {
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        // Their audit record of the call names the caller, so a key's use is recorded once.
+        .route_layer(axum::Extension(crate::identity::RecordsKeyUse))
+        .route("/v1/models", get(models))
 }
 
 /// Authentication failures in OpenAI's shape, so the SDKs raise `AuthenticationError`.
@@ -423,12 +425,16 @@ fn call_event(
     stream: bool,
     prompt: Option<Value>,
 ) -> AuditEvent {
-    let mut details = json!({ "stream": stream });
+    let principal = &origin.caller.principal;
+    let mut details = json!({ "stream": stream, "credential": origin.caller.via });
+    if origin.caller.via == crate::identity::AuthMethod::ApiKey {
+        details["api_key"] = json!(principal.subject);
+    }
     if let Some(prompt) = prompt {
         details["prompt"] = prompt;
     }
     AuditEvent::new(
-        origin.caller.principal.actor(),
+        principal.actor(),
         action,
         format!("deployment/{deployment}"),
         Outcome::Allowed,

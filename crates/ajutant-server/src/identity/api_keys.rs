@@ -6,6 +6,7 @@
 use ajutant_store::{ApiKey, Store, StoreError};
 use time::OffsetDateTime;
 
+use super::cache::CredentialCache;
 use super::secrets::{constant_time_eq, random_token, sha256_hex};
 
 pub const KEY_PREFIX: &str = "ajk_";
@@ -108,6 +109,7 @@ impl KeyRejection {
 /// digest of the whole key is compared in constant time.
 pub async fn verify(
     store: &Store,
+    cache: &CredentialCache,
     presented: &str,
     now: OffsetDateTime,
 ) -> Result<Result<ApiKey, (KeyRejection, Option<String>)>, StoreError> {
@@ -123,8 +125,15 @@ pub async fn verify(
     {
         return Ok(Err((KeyRejection::Malformed, None)));
     }
-    let Some(key) = store.api_key(id).await? else {
-        return Ok(Err((KeyRejection::Unknown, None)));
+    let key = match cache.key(id) {
+        Some(key) => key,
+        None => {
+            let Some(key) = store.api_key(id).await? else {
+                return Ok(Err((KeyRejection::Unknown, None)));
+            };
+            cache.remember_key(&key);
+            key
+        }
     };
     let known_id = Some(key.id.clone());
     if !constant_time_eq(&key.secret_hash, &sha256_hex(presented)) {

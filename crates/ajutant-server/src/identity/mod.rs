@@ -8,6 +8,7 @@
 
 pub(crate) mod access;
 pub mod api_keys;
+mod cache;
 pub(crate) mod dev_idp;
 mod graph;
 mod provider;
@@ -49,6 +50,11 @@ pub enum IdentityError {
     Config(String),
 }
 
+/// Put in a route's request extensions when the handler writes its own audit record of the
+/// call (naming the caller): an API key's use is then not recorded a second time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordsKeyUse;
+
 /// How the caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +84,7 @@ struct Inner {
     secure_cookies: bool,
     dev_idp: Option<DevIdp>,
     scim_secret: Option<SecretString>,
+    cache: cache::CredentialCache,
 }
 
 /// Everything identity needs at request time. Cheap to clone.
@@ -176,6 +183,7 @@ impl Identity {
                 secure_cookies,
                 dev_idp,
                 scim_secret: identity.scim.bearer_secret.clone(),
+                cache: cache::CredentialCache::default(),
             }),
         })
     }
@@ -186,6 +194,11 @@ impl Identity {
 
     pub(crate) fn scim_secret(&self) -> Option<&SecretString> {
         self.inner.scim_secret.as_ref()
+    }
+
+    /// What revocations and deprovisionings on this instance clear.
+    pub(crate) fn cache(&self) -> &cache::CredentialCache {
+        &self.inner.cache
     }
 
     /// Who the claims describe, with groups resolved through Graph on overage. The second value
@@ -336,7 +349,7 @@ async fn authenticate(
                 .await);
         };
         return if api_keys::looks_like_key(credential) {
-            authenticate_key(state, context, credential, now).await
+            authenticate_key(state, context, credential, parts, now).await
         } else {
             authenticate_token(state, context, credential).await
         };
@@ -354,9 +367,10 @@ async fn authenticate_key(
     state: &AppState,
     context: &RequestContext,
     credential: &str,
+    parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Caller, ApiError> {
-    let verdict = api_keys::verify(&state.store, credential, now)
+    let verdict = api_keys::verify(&state.store, state.identity.cache(), credential, now)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let key = match verdict {
@@ -392,16 +406,21 @@ async fn authenticate_key(
         app_roles: BTreeSet::new(),
         tenant: None,
     };
-    // Every use of a key is on the record.
-    let event = AuditEvent::new(
-        principal.actor(),
-        "api_key.used",
-        format!("api_key/{}", key.id),
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin());
-    state.record(event).await?;
-    if let Err(error) = state.store.mark_api_key_used(&key.id, now).await {
+    // Every use of a key is on the record: here, unless the route writes its own record of
+    // the call (the model gateway), which names the key's identity as its actor.
+    if parts.extensions.get::<RecordsKeyUse>().is_none() {
+        let event = AuditEvent::new(
+            principal.actor(),
+            "api_key.used",
+            format!("api_key/{}", key.id),
+            Outcome::Allowed,
+        )
+        .with_origin(context.origin());
+        state.record(event).await?;
+    }
+    if state.identity.cache().due_for_mark(&key.id)
+        && let Err(error) = state.store.mark_api_key_used(&key.id, now).await
+    {
         tracing::warn!(%error, "cannot record when an API key was last used");
     }
     Ok(Caller {
@@ -463,11 +482,19 @@ async fn ensure_provisioned(
     principal: &Principal,
     method: &str,
 ) -> Result<(), ApiError> {
-    let deprovisioned = state
-        .store
-        .is_deprovisioned(&principal.subject)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let cache = state.identity.cache();
+    let deprovisioned = match cache.deprovisioned(&principal.subject) {
+        Some(known) => known,
+        None => {
+            let gone = state
+                .store
+                .is_deprovisioned(&principal.subject)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            cache.remember_deprovisioned(&principal.subject, gone);
+            gone
+        }
+    };
     if deprovisioned {
         return Err(state
             .refuse(

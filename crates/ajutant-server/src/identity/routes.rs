@@ -589,6 +589,7 @@ async fn api_key_revoke(
     if !revoked {
         return Err(ApiError::NotFound(format!("no live API key {id}")));
     }
+    state.identity.cache().clear();
     let event = AuditEvent::new(
         caller.principal.actor(),
         "api_key.revoked",

@@ -66,6 +66,8 @@ pub(crate) struct ScimState {
     pub store: Store,
     pub audit: AuditLog,
     pub bearer_secret: SecretString,
+    /// Cleared on every lock-out, so this instance stops trusting what it remembered at once.
+    pub credentials: super::cache::CredentialCache,
 }
 
 /// Routes with absolute paths under `/scim/v2`, every one behind the bearer secret; the caller
@@ -692,7 +694,9 @@ async fn settle(
         details["changed"] = json!(change.changed);
     }
     if change.locks_out {
-        let (sessions_ended, api_keys_revoked) = lock_out(&state.store, &user.external_id).await?;
+        let locked = lock_out(&state.store, &user.external_id).await;
+        state.credentials.clear();
+        let (sessions_ended, api_keys_revoked) = locked?;
         tracing::info!(
             user = %user.id,
             sessions_ended,
@@ -790,6 +794,7 @@ mod tests {
             store: store.clone(),
             audit,
             bearer_secret: SecretString::new(SECRET),
+            credentials: Default::default(),
         };
         let app = router(state).layer(axum::middleware::from_fn(with_context));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
