@@ -123,6 +123,14 @@ pub async fn run(
             stopping.notify_one();
         }
     };
+    // TCP_NODELAY on every accepted connection: without it a small write (a streamed token,
+    // a short JSON answer) can wait ~40 ms for the client's delayed ACK.
+    let listener =
+        axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

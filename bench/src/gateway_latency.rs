@@ -1,0 +1,694 @@
+//! The latency Ajutant's OpenAI-compatible gateway adds over calling the model server directly.
+//! One process holds three parts, each on a runtime of its own (as if each were its own process
+//! on this machine) so their threads can be charged CPU separately: a fixed-latency fake model
+//! server, Ajutant itself (`TestApp`: the real `ajutant_server::run`, API-key authentication and
+//! audit on), and the load generator. Every figure is direct-to-fake and via-Ajutant side by side
+//! from the same run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::config::{
+    Capability, Config, DeploymentConfig, LogConfig, LogFormat, ProviderKind, TelemetryConfig,
+};
+use ajutant_server::identity::api_keys::{self, NewApiKey};
+use ajutant_store::AuditLog;
+use ajutant_testkit::{Backend, TestApp, TestDatabase};
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use clap::Parser;
+use serde_json::json;
+
+// The binary's own modules live in a folder named after it, beside the other benchmarks.
+#[path = "gateway_latency/fake_model.rs"]
+mod fake_model;
+#[path = "gateway_latency/output.rs"]
+mod output;
+#[path = "gateway_latency/process.rs"]
+mod process;
+
+use fake_model::PIECES;
+use process::{Cpu, memory};
+
+/// Requests per path before any series is timed: connections open, caches fill.
+const WARM_UP: usize = 50;
+/// Sequential series alternate direct and via in blocks of this many, so drift on a noisy
+/// machine falls on both alike while each block's CPU time is still charged to one path.
+const BLOCK: usize = 50;
+/// Open-loop phases send at the rate for this long before timing starts, so connection pools
+/// have grown to what the rate needs.
+const LEAD_IN: Duration = Duration::from_millis(500);
+/// An open-loop request still unanswered after this long counts as a timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Above this many requests in flight the generator stops sending and counts each send it
+/// skips as failed, rather than opening sockets without end.
+const MAX_IN_FLIGHT: usize = 4000;
+
+#[derive(Debug, Parser)]
+#[command(about = "The latency Ajutant's gateway adds over calling the model server directly")]
+struct Args {
+    /// Sequential requests per path (direct, via) at concurrency 1, per upstream delay; the
+    /// streaming series sends as many.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// Seconds each open-loop rate is timed, per path.
+    #[arg(long, default_value_t = 5.0)]
+    seconds_per_rate: f64,
+    /// Open-loop rates, requests per second.
+    #[arg(long, value_delimiter = ',', default_values_t = [500, 1000, 2000, 5000])]
+    rates: Vec<u32>,
+    /// Upstream delays, ms: the fake's time to answer, or to its first streamed chunk.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 50])]
+    delay_ms: Vec<u64>,
+    /// The database Ajutant runs on: sqlite or postgres (TEST_POSTGRES_URL).
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// A short smoke run: 100 requests, 1 s per rate at 500 and 1000/s, 0 ms delay only
+    /// (overrides the other options).
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.requests = 100;
+        args.seconds_per_rate = 1.0;
+        args.rates = vec![500, 1000];
+        args.delay_ms = vec![0];
+    }
+    let backend = match args.database.as_str() {
+        "sqlite" => Backend::Sqlite,
+        "postgres" => Backend::Postgres,
+        other => bail!("unknown database {other:?}: use sqlite or postgres"),
+    };
+    // As `ajutant serve` does, before any runtime: the process-wide subscriber whose
+    // OpenTelemetry layer records every request's spans. Logs only warnings, so the per-request
+    // log line is not part of what is measured.
+    let log = LogConfig {
+        format: LogFormat::Human,
+        filter: "warn".to_owned(),
+    };
+    let telemetry = ajutant_server::telemetry::init(&log, &TelemetryConfig::default())?;
+    let server_runtime = runtime("ajutant-server")?;
+    let fake_runtime = runtime("fake-upstream")?;
+    let load_runtime = runtime("load-gen")?;
+
+    let fake = fake_runtime.block_on(fake_model::start())?;
+    let endpoint = reqwest::Url::parse(&format!("http://{}/v1", fake.address))?;
+    let rss_before = memory("VmRSS")?;
+    let app = server_runtime.block_on(TestApp::spawn_with(backend, |config| {
+        configure(config, &args.delay_ms, &endpoint)
+    }));
+    let key = server_runtime.block_on(issue_key(&app))?;
+    // The client's connection pool belongs to the load generator's runtime.
+    let client = {
+        let _entered = load_runtime.enter();
+        load_client()?
+    };
+    let bench = Bench {
+        client,
+        fake: fake.address,
+        app: app.address,
+        key,
+        runtime: load_runtime.handle().clone(),
+        args: &args,
+    };
+    let outcome = load_runtime.block_on(bench.run(backend, rss_before));
+    fake.server.abort();
+    let stopped = server_runtime.block_on(app.stop());
+    telemetry.shutdown();
+    let report = outcome?;
+    stopped?;
+    report.print(&args, backend)
+}
+
+/// A multi-threaded runtime with as many workers as `ajutant serve` gets (one per core), its
+/// threads named so `/proc` can tell whose CPU time is whose.
+fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .with_context(|| format!("cannot start the {name} runtime"))
+}
+
+/// One deployment per delay, each naming the fake model that waits that long.
+fn configure(config: &mut Config, delays: &[u64], endpoint: &reqwest::Url) {
+    config.deployments = delays
+        .iter()
+        .map(|delay| DeploymentConfig {
+            name: format!("bench-{delay}ms"),
+            provider: ProviderKind::OpenAiCompatible,
+            endpoint: Some(endpoint.clone()),
+            model: format!("delay-{delay}"),
+            capabilities: vec![Capability::Chat],
+            // A retry would hide a failure the benchmark must count.
+            retries: 0,
+            ..DeploymentConfig::offline()
+        })
+        .collect();
+}
+
+async fn issue_key(app: &TestApp) -> anyhow::Result<String> {
+    let store = app.store().await;
+    let (_, secret) = api_keys::issue(&store, new_key()).await?;
+    store.close().await;
+    Ok(secret)
+}
+
+fn new_key() -> NewApiKey {
+    NewApiKey {
+        name: "gateway-bench".to_owned(),
+        groups: vec!["g-bench".to_owned()],
+        expires_at: None,
+        owner_subject: None,
+        created_by: "bench".to_owned(),
+    }
+}
+
+/// The load generator's client: a pool as large as the load needs, no Nagle delay, HTTP/1.1
+/// as OpenAI clients speak it.
+fn load_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .http1_only()
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .timeout(REQUEST_TIMEOUT)
+        .build()?)
+}
+
+// ---- requests ----------------------------------------------------------------------------
+
+/// Where a series sends: the fake itself, or Ajutant with the API key.
+#[derive(Debug, Clone)]
+struct Target {
+    url: String,
+    key: Option<String>,
+    body: Bytes,
+}
+
+impl Target {
+    fn chat(base: SocketAddr, key: Option<&str>, model: &str, stream: bool) -> Self {
+        let body = json!({ "model": model, "stream": stream, "max_tokens": 16,
+                           "messages": [{ "role": "user", "content": "Say hello." }] });
+        Self {
+            url: format!("http://{base}/v1/chat/completions"),
+            key: key.map(str::to_owned),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    fn get(base: SocketAddr, key: Option<&str>, path: &str) -> Self {
+        Self {
+            url: format!("http://{base}{path}"),
+            key: key.map(str::to_owned),
+            body: Bytes::new(),
+        }
+    }
+
+    async fn send(&self, client: &reqwest::Client) -> anyhow::Result<reqwest::Response> {
+        let mut request = if self.body.is_empty() {
+            client.get(&self.url)
+        } else {
+            client
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .body(self.body.clone())
+        };
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await?;
+        if !response.status().is_success() {
+            bail!("{} answered {}", self.url, response.status());
+        }
+        Ok(response)
+    }
+
+    /// Sends and reads the whole answer; returns how long that took.
+    async fn complete(&self, client: &reqwest::Client) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        self.send(client).await?.bytes().await?;
+        Ok(started.elapsed())
+    }
+
+    async fn answer(&self, client: &reqwest::Client) -> anyhow::Result<Timing> {
+        let whole = self.complete(client).await?;
+        Ok(Timing {
+            first: whole,
+            whole,
+        })
+    }
+
+    /// Sends a streaming request and reads it to its `[DONE]`.
+    async fn stream(&self, client: &reqwest::Client) -> anyhow::Result<Timing> {
+        let started = Instant::now();
+        let mut response = self.send(client).await?;
+        let needle = format!("\"content\":\"{}\"", PIECES[0]);
+        let mut seen = Vec::new();
+        let mut first = None;
+        while let Some(chunk) = response.chunk().await? {
+            seen.extend_from_slice(&chunk);
+            if first.is_none() && contains(&seen, needle.as_bytes()) {
+                first = Some(started.elapsed());
+            }
+        }
+        if !seen.ends_with(b"data: [DONE]\n\n") {
+            bail!("the stream from {} did not end with [DONE]", self.url);
+        }
+        let first = first.with_context(|| format!("no first token from {}", self.url))?;
+        Ok(Timing {
+            first,
+            whole: started.elapsed(),
+        })
+    }
+}
+
+/// When the first content arrived and when the answer was complete (the same for an answer
+/// that is not streamed).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    first: Duration,
+    whole: Duration,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+// ---- measurement -------------------------------------------------------------------------
+
+/// What one path (direct or via) did in one phase.
+#[derive(Debug, Default)]
+struct Series {
+    latencies: Vec<Duration>,
+    /// For streams: when each answer was complete (`latencies` holds the first token).
+    whole: Vec<Duration>,
+    /// Failed requests: error status, transport error, timeout or not sent (too many in flight).
+    failed: usize,
+    timed_out: usize,
+    not_sent: usize,
+    /// Successful answers per second that completed inside the timed window (open loop only).
+    achieved: Option<f64>,
+    /// Unknown for a row derived from another's requests.
+    cpu: Option<Cpu>,
+    /// The process's resident memory, MiB, as the last open-loop request was sent.
+    rss: Option<f64>,
+}
+
+impl Series {
+    fn percentile(&self, q: f64) -> Option<Duration> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        // Nearest rank: the smallest value with at least q of the samples at or below it.
+        let rank = (q * sorted.len() as f64).ceil() as usize;
+        sorted.get(rank.max(1) - 1).copied()
+    }
+
+    fn cpu_per_request(&self, part: impl Fn(Cpu) -> Duration) -> Option<f64> {
+        let requests = self.latencies.len() + self.failed - self.not_sent;
+        let cpu = part(self.cpu?);
+        (requests > 0).then(|| cpu.as_secs_f64() * 1e6 / requests as f64)
+    }
+
+    /// The same requests, timed to their last byte.
+    fn whole_answers(&self) -> Self {
+        Self {
+            latencies: self.whole.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+/// One row of the results: a phase measured on both paths.
+#[derive(Debug)]
+struct Row {
+    delay_ms: u64,
+    load: String,
+    direct: Series,
+    via: Series,
+}
+
+#[derive(Debug)]
+struct Step {
+    name: &'static str,
+    series: Series,
+}
+
+#[derive(Debug)]
+struct Report {
+    rows: Vec<Row>,
+    steps: Vec<Step>,
+    rss_before: f64,
+    rss_idle: f64,
+    rss_peak: f64,
+}
+
+struct Bench<'a> {
+    client: reqwest::Client,
+    fake: SocketAddr,
+    app: SocketAddr,
+    key: String,
+    runtime: tokio::runtime::Handle,
+    args: &'a Args,
+}
+
+impl Bench<'_> {
+    async fn run(&self, backend: Backend, rss_before: f64) -> anyhow::Result<Report> {
+        // Let start-up work (migrations, the first audit records) settle before "idle".
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_idle = memory("VmRSS")?;
+        let mut rows = Vec::new();
+        for &delay in &self.args.delay_ms {
+            let direct = Target::chat(self.fake, None, &format!("delay-{delay}"), false);
+            let via = Target::chat(
+                self.app,
+                Some(&self.key),
+                &format!("bench-{delay}ms"),
+                false,
+            );
+            let (d, v) = self.sequential(&direct, &via, Target::answer).await?;
+            rows.push(row(delay, "sequential, 1 at a time", d, v));
+
+            let direct_stream = Target::chat(self.fake, None, &format!("delay-{delay}"), true);
+            let via_stream =
+                Target::chat(self.app, Some(&self.key), &format!("bench-{delay}ms"), true);
+            let (d, v) = self
+                .sequential(&direct_stream, &via_stream, Target::stream)
+                .await?;
+            let whole = row(
+                delay,
+                "streaming, whole answer",
+                d.whole_answers(),
+                v.whole_answers(),
+            );
+            rows.push(row(delay, "streaming, time to first token", d, v));
+            rows.push(whole);
+
+            for &rate in &self.args.rates {
+                let d = self.open_loop(&direct, rate).await?;
+                let v = self.open_loop(&via, rate).await?;
+                rows.push(row(delay, &format!("open loop {rate}/s"), d, v));
+            }
+        }
+        let steps = self.steps(backend).await?;
+        Ok(Report {
+            rows,
+            steps,
+            rss_before,
+            rss_idle,
+            rss_peak: memory("VmHWM")?,
+        })
+    }
+
+    /// One request at a time: `requests` on each path, alternating in blocks, after a warm-up.
+    async fn sequential<F>(
+        &self,
+        direct: &Target,
+        via: &Target,
+        measure: F,
+    ) -> anyhow::Result<(Series, Series)>
+    where
+        F: AsyncFn(&Target, &reqwest::Client) -> anyhow::Result<Timing>,
+    {
+        for _ in 0..WARM_UP {
+            measure(direct, &self.client).await?;
+            measure(via, &self.client).await?;
+        }
+        let mut series = [Series::default(), Series::default()];
+        let mut sent = 0;
+        while sent < self.args.requests {
+            let block = BLOCK.min(self.args.requests - sent);
+            for (target, series) in [direct, via].into_iter().zip(series.iter_mut()) {
+                let before = Cpu::now()?;
+                for _ in 0..block {
+                    let timing = measure(target, &self.client).await?;
+                    series.latencies.push(timing.first);
+                    series.whole.push(timing.whole);
+                }
+                let spent = Cpu::now()?.since(before);
+                series.cpu.get_or_insert_default().add(spent);
+            }
+            sent += block;
+        }
+        let [direct, via] = series;
+        Ok((direct, via))
+    }
+
+    /// Sends at `rate` on a fixed clock whatever the answers do, and times each request from
+    /// when it was due, not when it went out: a stalled server cannot hide its stall by
+    /// delaying the requests that would have measured it (coordinated omission).
+    async fn open_loop(&self, target: &Target, rate: u32) -> anyhow::Result<Series> {
+        let timed = Duration::from_secs_f64(self.args.seconds_per_rate);
+        let plan = Plan {
+            interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
+            count: ((LEAD_IN + timed).as_secs_f64() * f64::from(rate)) as usize,
+            target: Arc::new(target.clone()),
+            client: self.client.clone(),
+            runtime: self.runtime.clone(),
+        };
+        let before = Cpu::now()?;
+        let started = Instant::now();
+        let (sends, rss) = tokio::task::spawn_blocking(move || plan.send_all(started)).await??;
+        let mut series = Series {
+            rss: Some(rss),
+            ..Series::default()
+        };
+        let mut achieved = 0;
+        for send in sends {
+            let sample = match send {
+                Launch::Sent(task) => task.await?,
+                Launch::Skipped(sample) => sample,
+            };
+            // Throughput counts every answer that completed inside the timed window, whenever
+            // it was due, so a slow answer is not lost at either edge.
+            let in_window = (LEAD_IN..LEAD_IN + timed).contains(&sample.done);
+            achieved += usize::from(sample.result.is_ok() && in_window);
+            // The lead-in's requests warm the pools; their latency is not timed.
+            if sample.due < LEAD_IN {
+                continue;
+            }
+            match sample.result {
+                Ok(()) => series.latencies.push(sample.done - sample.due),
+                Err(failure) => {
+                    series.failed += 1;
+                    series.timed_out += usize::from(failure == Failure::TimedOut);
+                    series.not_sent += usize::from(failure == Failure::NotSent);
+                }
+            }
+        }
+        series.cpu = Some(Cpu::now()?.since(before));
+        series.achieved = Some(achieved as f64 / timed.as_secs_f64());
+        // The next phase starts on a quiet system.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(series)
+    }
+
+    /// Where the added time goes: Ajutant's HTTP hop without authentication, authentication
+    /// without an upstream call, and each database step of an API-key request on its own.
+    async fn steps(&self, backend: Backend) -> anyhow::Result<Vec<Step>> {
+        let hops = [
+            (
+                "direct: GET /ping on the fake (one HTTP round trip)",
+                Target::get(self.fake, None, "/ping"),
+            ),
+            (
+                "via: GET /healthz on Ajutant (HTTP stack and middleware, no auth)",
+                Target::get(self.app, None, "/healthz"),
+            ),
+            (
+                "via: GET /v1/models on Ajutant (API-key authentication, no upstream)",
+                Target::get(self.app, Some(&self.key), "/v1/models"),
+            ),
+        ];
+        let mut steps = Vec::new();
+        for (name, target) in hops {
+            let series = timed(self.args.requests, async || {
+                target.complete(&self.client).await
+            })
+            .await?;
+            steps.push(Step { name, series });
+        }
+        steps.extend(database_steps(backend, self.args.requests).await?);
+        Ok(steps)
+    }
+}
+
+fn row(delay_ms: u64, load: &str, direct: Series, via: Series) -> Row {
+    Row {
+        delay_ms,
+        load: load.to_owned(),
+        direct,
+        via,
+    }
+}
+
+/// `count` sequential runs of `step` after a warm-up, timed.
+async fn timed(
+    count: usize,
+    step: impl AsyncFn() -> anyhow::Result<Duration>,
+) -> anyhow::Result<Series> {
+    for _ in 0..WARM_UP {
+        step().await?;
+    }
+    let mut series = Series::default();
+    for _ in 0..count {
+        series.latencies.push(step().await?);
+    }
+    Ok(series)
+}
+
+/// The database work of one API-key request, each step alone on a fresh database of the same
+/// kind: the key lookup, the durable `api_key.used` record, and the last-used update.
+async fn database_steps(backend: Backend, count: usize) -> anyhow::Result<Vec<Step>> {
+    let database = TestDatabase::create(backend).await?;
+    let store = database.store().await?;
+    let (key, _) = api_keys::issue(&store, new_key()).await?;
+    let (audit, writer) = AuditLog::start(store.clone(), 512);
+    let lookup = timed(count, async || {
+        let started = Instant::now();
+        store.api_key(&key.id).await?;
+        Ok(started.elapsed())
+    })
+    .await?;
+    let append = timed(count, async || {
+        let started = Instant::now();
+        audit.append(key_used(&key.id)).await?;
+        Ok(started.elapsed())
+    })
+    .await?;
+    let update = timed(count, async || {
+        let started = Instant::now();
+        store
+            .mark_api_key_used(&key.id, time::OffsetDateTime::now_utc())
+            .await?;
+        Ok(started.elapsed())
+    })
+    .await?;
+    drop(audit);
+    writer.finish(Duration::from_secs(10)).await;
+    store.close().await;
+    Ok(vec![
+        Step {
+            name: "database alone: API key lookup (SELECT)",
+            series: lookup,
+        },
+        Step {
+            name: "database alone: durable audit append, one writer",
+            series: append,
+        },
+        Step {
+            name: "database alone: last-used UPDATE",
+            series: update,
+        },
+    ])
+}
+
+/// The record authentication appends for every use of a key.
+fn key_used(id: &str) -> AuditEvent {
+    let actor = Actor {
+        id: "apikey:gateway-bench".to_owned(),
+        display_name: "gateway-bench".to_owned(),
+        kind: ActorKind::Service,
+    };
+    AuditEvent::new(
+        actor,
+        "api_key.used",
+        format!("api_key/{id}"),
+        Outcome::Allowed,
+    )
+}
+
+// ---- the open-loop sender ----------------------------------------------------------------
+
+/// When a request was due and when it finished, both from the phase's start.
+#[derive(Debug)]
+struct Sample {
+    due: Duration,
+    done: Duration,
+    result: Result<(), Failure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// An error status or a transport error.
+    Error,
+    TimedOut,
+    /// Not sent: too many requests were already in flight.
+    NotSent,
+}
+
+enum Launch {
+    Sent(tokio::task::JoinHandle<Sample>),
+    Skipped(Sample),
+}
+
+struct Plan {
+    interval: Duration,
+    count: usize,
+    target: Arc<Target>,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Plan {
+    /// Runs on a thread of its own: tokio's timer rounds to whole milliseconds, which at
+    /// 5,000/s would send in bursts of five and charge both paths up to 1 ms of its own lag.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a dedicated blocking thread, not an async worker, keeps the send clock"
+    )]
+    /// Returns the sends and the process's resident memory as the last one went out, when
+    /// the most requests are in flight.
+    fn send_all(self, started: Instant) -> anyhow::Result<(Vec<Launch>, f64)> {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut sends = Vec::with_capacity(self.count);
+        for n in 0..self.count {
+            let due = self.interval * n as u32;
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+                sends.push(Launch::Skipped(Sample {
+                    due,
+                    done: due,
+                    result: Err(Failure::NotSent),
+                }));
+                continue;
+            }
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = Arc::clone(&in_flight);
+            let target = Arc::clone(&self.target);
+            let client = self.client.clone();
+            sends.push(Launch::Sent(self.runtime.spawn(async move {
+                let result =
+                    match tokio::time::timeout(REQUEST_TIMEOUT, target.complete(&client)).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(error)) if is_timeout(&error) => Err(Failure::TimedOut),
+                        Ok(Err(_)) => Err(Failure::Error),
+                        Err(_) => Err(Failure::TimedOut),
+                    };
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                Sample {
+                    due,
+                    done: started.elapsed(),
+                    result,
+                }
+            })));
+        }
+        Ok((sends, memory("VmRSS")?))
+    }
+}
+
+fn is_timeout(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_timeout)
+}
