@@ -68,8 +68,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     let public_url = config.public_url(address);
     let identity = identity::Identity::new(&config, public_url.clone())?;
-    let (usage, usage_writer) = gateway::usage::UsageLog::start(store.clone());
-    let gateway = gateway::Gateway::new(&config.deployments, &config.gateway, usage)?;
+    let gateway = gateway::Gateway::new(&config.deployments, &config.gateway, audit.usage_log())?;
     gateway.load_stored(&store).await?;
     let stop_watching = Arc::new(Notify::new());
     let watcher = tokio::spawn({
@@ -154,7 +153,6 @@ pub async fn run(
     if let Err(error) = watcher.await {
         tracing::warn!(%error, "the deployment watcher ended abnormally");
     }
-    usage_writer.finish(AUDIT_DRAIN).await;
     audit_writer.finish(AUDIT_DRAIN).await;
     // Requests still running past the grace period may hold pooled connections; do not wait
     // on them forever.

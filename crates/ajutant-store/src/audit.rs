@@ -6,6 +6,11 @@
 //! caller, so a request still waits until its record is durable while a busy server pays one
 //! commit for many records.
 //!
+//! The same transactions carry the gateway's usage rows ([`UsageLog`]), which need no caller
+//! to wait: they ride along with the next audit commit, or go alone after a short wait when
+//! the server is idle. One writer per database means no second transaction queueing for
+//! SQLite's write lock while a request waits on its audit record.
+//!
 //! Writers on one database take turns: SQLite's `BEGIN IMMEDIATE` takes the write lock, and on
 //! PostgreSQL the first statement of the transaction takes a transaction-scoped advisory lock
 //! (waiters queue in order). The writer remembers the chain head it last
@@ -29,6 +34,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::db_time::DbTime;
+use crate::usage::{self, UsageLog, UsageRecord, insert_usage_rows};
 use crate::{Pool, Store, StoreError, on_pool};
 
 /// Key of the PostgreSQL advisory lock that serialises appends across instances (the bytes of
@@ -152,6 +158,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     queue: mpsc::Sender<Pending>,
+    usage: mpsc::Sender<UsageRecord>,
 }
 
 /// The writer task. [`AuditWriter::finish`] stops it taking new events, lets it write what is
@@ -163,14 +170,29 @@ pub struct AuditWriter {
     close: oneshot::Sender<()>,
 }
 
+/// Usage rows queued before their senders wait for room.
+const USAGE_QUEUE: usize = 10_000;
+/// How long usage rows wait for an audit commit to ride in before they are written alone. Only
+/// an idle server gets there; a busy one commits audit records far more often.
+const RIDE_FOR: Duration = Duration::from_millis(250);
+/// After a failed write, usage rows are retried (on their own) this much later.
+const USAGE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 impl AuditLog {
     /// Starts the writer for `store`.
     pub fn start(store: Store, max_batch: usize) -> (AuditLog, AuditWriter) {
         let max_batch = max_batch.max(1);
         let (queue, receiver) = mpsc::channel(max_batch * 4);
+        let (usage, usage_receiver) = mpsc::channel(USAGE_QUEUE);
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(write_loop(store, receiver, closed, max_batch));
-        (AuditLog { queue }, AuditWriter { task, close })
+        let task = tokio::spawn(write_loop(
+            store,
+            receiver,
+            usage_receiver,
+            closed,
+            max_batch,
+        ));
+        (AuditLog { queue, usage }, AuditWriter { task, close })
     }
 
     /// Appends `event` and returns once it is committed to the database.
@@ -188,11 +210,19 @@ impl AuditLog {
             .map_err(|_| AuditError::WriterStopped)?;
         answer.await.map_err(|_| AuditError::WriterStopped)?
     }
+
+    /// Where model calls record their usage: the rows are written by this writer, in the same
+    /// transactions as audit records (or alone after [`RIDE_FOR`] when none come).
+    pub fn usage_log(&self) -> UsageLog {
+        UsageLog {
+            sender: self.usage.clone(),
+        }
+    }
 }
 
 impl AuditWriter {
-    /// Closes the queue (later appends get [`AuditError::WriterStopped`]), writes what is in it,
-    /// and waits up to `deadline` for that.
+    /// Closes the queue (later appends get [`AuditError::WriterStopped`]), writes what is in it
+    /// and the usage rows waiting, and waits up to `deadline` for that.
     pub async fn finish(self, deadline: Duration) {
         let _ = self.close.send(());
         let abort = self.task.abort_handle();
@@ -203,17 +233,119 @@ impl AuditWriter {
     }
 }
 
+/// Usage rows waiting for a transaction to carry them.
+#[derive(Default)]
+struct Riders {
+    rows: Vec<UsageRecord>,
+    /// When they are written even if no audit record comes.
+    due: Option<tokio::time::Instant>,
+    /// A transaction carrying them failed: they go on their own from now on, so whatever
+    /// failed can never hold up the audit trail.
+    alone: bool,
+}
+
+impl Riders {
+    fn has_room(&self) -> bool {
+        self.rows.len() < usage::MAX_ROWS
+    }
+
+    /// Takes what is already queued, without waiting.
+    fn gather(&mut self, queue: &mut mpsc::Receiver<UsageRecord>) {
+        while self.has_room() {
+            match queue.try_recv() {
+                Ok(row) => self.rows.push(row),
+                Err(_) => break,
+            }
+        }
+        if !self.rows.is_empty() {
+            self.due
+                .get_or_insert_with(|| tokio::time::Instant::now() + RIDE_FOR);
+        }
+    }
+
+    /// The rows the next audit transaction carries.
+    fn carried(&self) -> &[UsageRecord] {
+        if self.alone { &[] } else { &self.rows }
+    }
+
+    fn written(&mut self) {
+        *self = Self::default();
+    }
+
+    fn failed(&mut self, error: &StoreError) {
+        tracing::error!(%error, rows = self.rows.len(), "cannot write usage records; retrying");
+        self.alone = true;
+        self.due = Some(tokio::time::Instant::now() + USAGE_RETRY_AFTER);
+    }
+
+    /// Writes the rows in a transaction of their own. If that fails, each row is tried alone:
+    /// when some go in, the ones refused are bad rows (logged in full and counted, not retried
+    /// for ever); when none do, the database is the problem and all wait for the next try.
+    async fn write_alone(&mut self, store: &Store) {
+        let error = match store.insert_usage(&self.rows).await {
+            Ok(()) => {
+                metrics::counter!("ajutant_usage_records_total").increment(self.rows.len() as u64);
+                self.written();
+                return;
+            }
+            Err(error) => error,
+        };
+        if self.rows.len() > 1 {
+            let rows = std::mem::take(&mut self.rows);
+            let total = rows.len();
+            let mut refused = Vec::new();
+            for row in rows {
+                if let Err(error) = store.insert_usage(std::slice::from_ref(&row)).await {
+                    refused.push((row, error));
+                }
+            }
+            if refused.len() < total {
+                metrics::counter!("ajutant_usage_records_total")
+                    .increment((total - refused.len()) as u64);
+                for (row, error) in refused {
+                    tracing::error!(%error, ?row, "the database refuses a usage record; dropped");
+                    metrics::counter!("ajutant_usage_records_refused_total").increment(1);
+                }
+                self.written();
+                return;
+            }
+            self.rows = refused.into_iter().map(|(row, _)| row).collect();
+        }
+        self.failed(&error);
+    }
+}
+
 async fn write_loop(
     store: Store,
     mut receiver: mpsc::Receiver<Pending>,
+    mut usage: mpsc::Receiver<UsageRecord>,
     mut closed: oneshot::Receiver<()>,
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut riders = Riders::default();
+    let mut usage_open = true;
     let mut head = None;
     loop {
+        let due = riders.due;
+        let room = usage::MAX_ROWS.saturating_sub(riders.rows.len());
+        // Audit records first: a caller is waiting on each. Usage rows wait to ride along.
         let received = tokio::select! {
+            biased;
             received = receiver.recv_many(&mut batch, max_batch) => received,
+            received = usage.recv_many(&mut riders.rows, room), if usage_open && room > 0 =>
+            {
+                usage_open = received > 0;
+                riders.gather(&mut usage);
+                if !riders.has_room() && !riders.alone {
+                    riders.write_alone(&store).await;
+                }
+                continue;
+            }
+            () = sleep_until_due(due), if due.is_some() => {
+                riders.write_alone(&store).await;
+                continue;
+            }
             _ = &mut closed, if !closed.is_terminated() => {
                 // New appends are refused from here; what is queued is still written.
                 receiver.close();
@@ -223,13 +355,29 @@ async fn write_loop(
         if received == 0 {
             break;
         }
+        riders.gather(&mut usage);
+        let carried = riders.carried().len();
         let started = Instant::now();
-        let result = store.append_audit_batch(&mut head, &batch).await;
+        let mut result = store
+            .append_audit_batch(&mut head, &batch, riders.carried())
+            .await;
+        if carried > 0
+            && let Err(error) = &result
+        {
+            // Whatever failed, usage rows must never cost a caller its audit record: the rows
+            // go alone from now on, and the records are tried once more without them.
+            riders.failed(error);
+            result = store.append_audit_batch(&mut head, &batch, &[]).await;
+        }
         metrics::histogram!("ajutant_audit_batch_size").record(batch.len() as f64);
         metrics::histogram!("ajutant_audit_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(records) => {
                 metrics::counter!("ajutant_audit_records_total").increment(records.len() as u64);
+                if carried > 0 && !riders.alone {
+                    metrics::counter!("ajutant_usage_records_total").increment(carried as u64);
+                    riders.written();
+                }
                 for (pending, record) in batch.drain(..).zip(records) {
                     let receipt = AuditReceipt {
                         seq: record.seq,
@@ -252,6 +400,29 @@ async fn write_loop(
             }
         }
     }
+    drain_usage(&store, usage, riders).await;
+}
+
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// At shutdown: writes every usage row still queued (later ones count as lost).
+async fn drain_usage(store: &Store, mut usage: mpsc::Receiver<UsageRecord>, mut riders: Riders) {
+    usage.close();
+    loop {
+        riders.gather(&mut usage);
+        if riders.rows.is_empty() {
+            return;
+        }
+        riders.write_alone(store).await;
+        if !riders.rows.is_empty() {
+            usage::lost(riders.rows.len());
+            return;
+        }
+    }
 }
 
 /// The last record of the chain: `None` while the chain is empty.
@@ -271,9 +442,10 @@ impl Store {
         &self,
         known_head: &mut Option<ChainHead>,
         batch: &[Pending],
+        riders: &[UsageRecord],
     ) -> Result<Vec<AuditRecord>, StoreError> {
         for _ in 0..MAX_SEAL_ATTEMPTS {
-            match self.try_append(*known_head, batch).await {
+            match self.try_append(*known_head, batch, riders).await {
                 Ok(Attempt::Written(records)) => {
                     *known_head = Some(records.last().map(|r| (r.seq, r.hash)));
                     return Ok(records);
@@ -292,11 +464,13 @@ impl Store {
         Err(StoreError::Contention)
     }
 
-    /// One transaction under the chain lock: head (remembered or read), seal, insert, commit.
+    /// One transaction under the chain lock: head (remembered or read), seal, insert (with the
+    /// usage rows riding along), commit.
     async fn try_append(
         &self,
         known_head: Option<ChainHead>,
         batch: &[Pending],
+        riders: &[UsageRecord],
     ) -> Result<Attempt, StoreError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
@@ -312,6 +486,7 @@ impl Store {
                     .await;
                 let attempt = settle(inserted.map(|done| done.rows_affected()), records)?;
                 if matches!(attempt, Attempt::Written(_)) {
+                    insert_usage_rows!(Sqlite, &mut *tx, riders);
                     tx.commit().await?;
                 }
                 Ok(attempt)
@@ -332,6 +507,7 @@ impl Store {
                 let inserted = postgres_insert(head, &records).execute(&mut *tx).await;
                 let attempt = settle(inserted.map(|done| done.rows_affected()), records)?;
                 if matches!(attempt, Attempt::Written(_)) {
+                    insert_usage_rows!(Postgres, &mut *tx, riders);
                     tx.commit().await?;
                 }
                 Ok(attempt)

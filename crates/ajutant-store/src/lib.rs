@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, ChainStatus};
 pub use deployments::StoredDeployment;
 pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
-pub use usage::{UsageGrouping, UsageLine, UsageQuery, UsageRecord, month_of};
+pub use usage::{UsageGrouping, UsageLine, UsageLog, UsageQuery, UsageRecord, month_of};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -114,6 +114,9 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire_timeout)
+                    // A connection to a local file does not go stale, and the check would cost
+                    // every query a round trip to the connection's thread.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(StoreError::Connect)?;

@@ -3,8 +3,14 @@
 
 use time::OffsetDateTime;
 
-use crate::db_time::DbTime;
-use crate::{Store, StoreError, on_pool};
+use sqlx::{Postgres, Sqlite};
+use tokio::sync::mpsc;
+
+use crate::{Pool, Store, StoreError, on_pool};
+
+/// Most usage rows in one multi-row INSERT (16 parameters each, well inside both databases'
+/// limits on bound parameters).
+pub(crate) const MAX_ROWS: usize = 500;
 
 /// One model call's usage.
 #[derive(Debug, Clone)]
@@ -27,6 +33,91 @@ pub struct UsageRecord {
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
 }
+
+/// Where calls send their usage: a queue into the audit writer, whose transactions carry the
+/// rows. A second writer would cost a commit of its own per batch and, on SQLite, fight the
+/// audit writer for the one write lock, the loser sleeping in the busy handler while a request
+/// waits on its audit record. Cheap to clone; made by [`crate::AuditLog::usage_log`].
+#[derive(Debug, Clone)]
+pub struct UsageLog {
+    pub(crate) sender: mpsc::Sender<UsageRecord>,
+}
+
+impl UsageLog {
+    /// Queues a record without waiting. If the queue is full, a task waits for room, so a
+    /// slow database delays usage records but never drops them or the call that made them.
+    pub fn record(&self, record: UsageRecord) {
+        match self.sender.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                let sender = self.sender.clone();
+                tokio::spawn(async move {
+                    if sender.send(record).await.is_err() {
+                        lost(1);
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => lost(1),
+        }
+    }
+}
+
+/// Counts usage rows that will never be written (the writer has stopped).
+pub(crate) fn lost(rows: usize) {
+    tracing::error!(rows, "the audit writer has stopped; usage records are lost");
+    metrics::counter!("ajutant_usage_records_lost_total").increment(rows as u64);
+}
+
+/// Inserts `$records` (at most [`MAX_ROWS`]) on `$conn` inside the caller's transaction: one
+/// multi-row INSERT for the calls and one for their groups. A macro because the same code runs
+/// against either database's connection type.
+macro_rules! insert_usage_rows {
+    ($db:ty, $conn:expr, $records:expr) => {{
+        let records: &[$crate::usage::UsageRecord] = $records;
+        if !records.is_empty() {
+            let mut calls = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO model_usage (id, occurred_at, day, month, principal_id, \
+                 principal_name, deployment, served_by, operation, outcome, input_tokens, \
+                 output_tokens, cost, latency_ms, request_id, trace_id) ",
+            );
+            calls.push_values(records, |mut row, record| {
+                let (day, month) = $crate::usage::day_of(record.occurred_at);
+                row.push_bind(record.id.to_string())
+                    .push_bind($crate::db_time::DbTime(record.occurred_at))
+                    .push_bind(day)
+                    .push_bind(month)
+                    .push_bind(record.principal_id.clone())
+                    .push_bind(record.principal_name.clone())
+                    .push_bind(record.deployment.clone())
+                    .push_bind(record.served_by.clone())
+                    .push_bind(record.operation)
+                    .push_bind(record.outcome)
+                    .push_bind(record.input_tokens)
+                    .push_bind(record.output_tokens)
+                    .push_bind(record.cost)
+                    .push_bind(record.latency_ms)
+                    .push_bind(record.request_id.clone())
+                    .push_bind(record.trace_id.clone());
+            });
+            calls.build().execute(&mut *$conn).await?;
+            let memberships: Vec<(String, &str)> = records
+                .iter()
+                .flat_map(|r| r.groups.iter().map(|g| (r.id.to_string(), g.as_str())))
+                .collect();
+            // Two parameters a row: chunked to stay inside SQLite's limit on parameters.
+            for chunk in memberships.chunks(4 * $crate::usage::MAX_ROWS) {
+                let mut groups = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO model_usage_groups (usage_id, group_id) ",
+                );
+                groups.push_values(chunk, |mut row, (id, group)| {
+                    row.push_bind(id.clone()).push_bind(*group);
+                });
+                groups.build().execute(&mut *$conn).await?;
+            }
+        }
+    }};
+}
+pub(crate) use insert_usage_rows;
 
 /// What a usage report adds up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +161,7 @@ pub struct UsageLine {
     pub cost: f64,
 }
 
-fn day_of(at: OffsetDateTime) -> (String, String) {
+pub(crate) fn day_of(at: OffsetDateTime) -> (String, String) {
     let date = at.date();
     (
         format!(
@@ -89,47 +180,21 @@ pub fn month_of(at: OffsetDateTime) -> String {
 }
 
 impl Store {
-    /// Writes a batch in one transaction (one commit for many calls).
+    /// Writes a batch in one transaction of its own. The gateway's rows normally ride in the
+    /// audit writer's transactions instead (see [`UsageLog`]); this is for rows that could not.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for record in records {
-                let (day, month) = day_of(record.occurred_at);
-                let id = record.id.to_string();
-                sqlx::query(
-                    "INSERT INTO model_usage (id, occurred_at, day, month, principal_id, \
-                     principal_name, deployment, served_by, operation, outcome, input_tokens, \
-                     output_tokens, cost, latency_ms, request_id, trace_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                )
-                .bind(&id)
-                .bind(DbTime(record.occurred_at))
-                .bind(&day)
-                .bind(&month)
-                .bind(&record.principal_id)
-                .bind(&record.principal_name)
-                .bind(&record.deployment)
-                .bind(&record.served_by)
-                .bind(record.operation)
-                .bind(record.outcome)
-                .bind(record.input_tokens)
-                .bind(record.output_tokens)
-                .bind(record.cost)
-                .bind(record.latency_ms)
-                .bind(&record.request_id)
-                .bind(&record.trace_id)
-                .execute(&mut *tx)
-                .await?;
-                for group in &record.groups {
-                    sqlx::query("INSERT INTO model_usage_groups (usage_id, group_id) VALUES ($1, $2)")
-                        .bind(&id)
-                        .bind(group)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                insert_usage_rows!(Sqlite, &mut *tx, records);
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_usage_rows!(Postgres, &mut *tx, records);
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use ajutant_core::audit::{Actor, ActorKind, AuditEvent, ChainBreakReason, Outcome, RequestOrigin};
-use ajutant_store::{AuditLog, ChainStatus, Store};
+use ajutant_store::{
+    AuditLog, ChainStatus, Store, UsageGrouping, UsageLine, UsageQuery, UsageRecord,
+};
 use ajutant_testkit::{Backend, TestDatabase, both_databases};
 use serde_json::json;
 
@@ -56,6 +58,9 @@ both_databases!(
     a_record_altered_behind_the_applications_back_is_named,
     a_record_removed_behind_the_applications_back_is_a_gap,
     since_filters_by_time_in_chain_order,
+    usage_rows_ride_in_the_next_audit_commit,
+    usage_rows_go_alone_when_no_audit_record_comes_and_are_drained_at_finish,
+    a_usage_row_the_database_refuses_costs_no_audit_record_and_no_other_row,
 );
 
 async fn migrations_are_pending_then_current(backend: Backend) {
@@ -302,5 +307,117 @@ async fn a_head_that_moved_behind_the_writers_back_is_reread(backend: Backend) {
     assert!(matches!(
         store.verify_audit_chain().await.unwrap(),
         ChainStatus::Intact { records: 6, .. }
+    ));
+}
+
+fn usage(deployment: &str, groups: &[&str]) -> UsageRecord {
+    UsageRecord {
+        id: uuid::Uuid::now_v7(),
+        occurred_at: time::OffsetDateTime::now_utc(),
+        principal_id: "user-1".into(),
+        principal_name: "User 1".into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        deployment: deployment.into(),
+        served_by: deployment.into(),
+        operation: "chat",
+        outcome: "ok",
+        input_tokens: 10,
+        output_tokens: 5,
+        cost: 0.25,
+        latency_ms: 3,
+        request_id: Some("req".into()),
+        trace_id: None,
+    }
+}
+
+async fn usage_by(store: &Store, by: UsageGrouping) -> Vec<UsageLine> {
+    let today = ajutant_store::month_of(time::OffsetDateTime::now_utc());
+    store
+        .usage_report(&UsageQuery {
+            by,
+            from_day: format!("{today}-01"),
+            to_day: format!("{today}-31"),
+            principal_id: None,
+            deployment: None,
+            group_id: None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn calls_of(store: &Store, deployment: &str) -> i64 {
+    usage_by(store, UsageGrouping::Deployment)
+        .await
+        .iter()
+        .find(|line| line.key == deployment)
+        .map_or(0, |line| line.calls)
+}
+
+/// Rows recorded before an append are in the database once that append is durable: they were
+/// committed in its transaction, not by a second writer.
+async fn usage_rows_ride_in_the_next_audit_commit(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 8);
+    let usage_log = log.usage_log();
+    for _ in 0..3 {
+        usage_log.record(usage("ride", &["finance", "ops"]));
+    }
+    log.append(event(1)).await.unwrap();
+    assert_eq!(calls_of(&store, "ride").await, 3);
+    let groups = usage_by(&store, UsageGrouping::Group).await;
+    let finance = groups.iter().find(|l| l.key == "finance").unwrap();
+    assert_eq!(
+        (finance.calls, finance.input_tokens, finance.output_tokens),
+        (3, 30, 15)
+    );
+    assert!(groups.iter().any(|l| l.key == "ops" && l.calls == 3));
+    writer.finish(std::time::Duration::from_secs(5)).await;
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ChainStatus::Intact { records: 1, .. }
+    ));
+}
+
+async fn usage_rows_go_alone_when_no_audit_record_comes_and_are_drained_at_finish(
+    backend: Backend,
+) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 8);
+    let usage_log = log.usage_log();
+    usage_log.record(usage("idle", &[]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while calls_of(&store, "idle").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a usage row waited more than 5 s for an audit record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // More than one multi-row insert holds, recorded just before shutdown.
+    for _ in 0..1_200 {
+        usage_log.record(usage("late", &["g"]));
+    }
+    writer.finish(std::time::Duration::from_secs(10)).await;
+    assert_eq!(calls_of(&store, "late").await, 1_200);
+    assert_eq!(store.audit_count().await.unwrap(), 0);
+}
+
+/// Two rows with one id: the database refuses the second. The audit record the rows tried to
+/// ride with is still written, and so is every other row.
+async fn a_usage_row_the_database_refuses_costs_no_audit_record_and_no_other_row(backend: Backend) {
+    let (_database, store) = database(backend).await;
+    let (log, writer) = AuditLog::start(store.clone(), 8);
+    let usage_log = log.usage_log();
+    let bad = usage("bad", &[]);
+    usage_log.record(bad.clone());
+    usage_log.record(bad);
+    usage_log.record(usage("good", &[]));
+    log.append(event(1)).await.unwrap();
+    writer.finish(std::time::Duration::from_secs(10)).await;
+    assert_eq!(calls_of(&store, "bad").await, 1);
+    assert_eq!(calls_of(&store, "good").await, 1);
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ChainStatus::Intact { records: 1, .. }
     ));
 }

@@ -9,7 +9,6 @@ mod limits;
 mod registry;
 pub(crate) mod reports;
 mod resilience;
-pub mod usage;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -33,10 +32,9 @@ use crate::AppState;
 use crate::identity::Caller;
 use crate::problem::ApiError;
 use crate::request::RequestContext;
-use ajutant_store::UsageRecord;
+use ajutant_store::{UsageLog, UsageRecord};
 use limits::{AdmitError, Limiter};
 use resilience::Breaker;
-use usage::UsageLog;
 use wire::OpenAiError;
 
 #[derive(Debug, thiserror::Error)]
