@@ -105,6 +105,20 @@ impl KeyRejection {
     }
 }
 
+/// Re-reads a cached key while callers go on with the cached answer.
+fn refresh_in_background(store: &Store, cache: &CredentialCache, id: &str) {
+    let (store, cache, id) = (store.clone(), cache.clone(), id.to_owned());
+    let generation = cache.generation();
+    tokio::spawn(async move {
+        match store.api_key(&id).await {
+            Ok(Some(key)) => cache.remember_key(&key, generation),
+            Ok(None) => cache.forget_key(&id),
+            // The entry expires at FRESH_FOR, and the next caller reads it again.
+            Err(error) => tracing::warn!(%error, "cannot re-read an API key"),
+        }
+    });
+}
+
 /// Finds the key a caller presented and checks it is live. The public id selects the row; the
 /// digest of the whole key is compared in constant time.
 pub async fn verify(
@@ -126,12 +140,18 @@ pub async fn verify(
         return Ok(Err((KeyRejection::Malformed, None)));
     }
     let key = match cache.key(id) {
-        Some(key) => key,
+        Some(cached) => {
+            if cached.refresh {
+                refresh_in_background(store, cache, id);
+            }
+            cached.value
+        }
         None => {
+            let generation = cache.generation();
             let Some(key) = store.api_key(id).await? else {
                 return Ok(Err((KeyRejection::Unknown, None)));
             };
-            cache.remember_key(&key);
+            cache.remember_key(&key, generation);
             key
         }
     };

@@ -484,14 +484,29 @@ async fn ensure_provisioned(
 ) -> Result<(), ApiError> {
     let cache = state.identity.cache();
     let deprovisioned = match cache.deprovisioned(&principal.subject) {
-        Some(known) => known,
+        Some(cached) => {
+            if cached.refresh {
+                let (store, cache) = (state.store.clone(), cache.clone());
+                let subject = principal.subject.clone();
+                let generation = cache.generation();
+                tokio::spawn(async move {
+                    match store.is_deprovisioned(&subject).await {
+                        Ok(gone) => cache.remember_deprovisioned(&subject, gone, generation),
+                        // The entry expires at FRESH_FOR, and the next caller reads it again.
+                        Err(error) => tracing::warn!(%error, "cannot re-read a user's status"),
+                    }
+                });
+            }
+            cached.value
+        }
         None => {
+            let generation = cache.generation();
             let gone = state
                 .store
                 .is_deprovisioned(&principal.subject)
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            cache.remember_deprovisioned(&principal.subject, gone);
+            cache.remember_deprovisioned(&principal.subject, gone, generation);
             gone
         }
     };
