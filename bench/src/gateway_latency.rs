@@ -1,8 +1,9 @@
 //! The latency Ajutant's OpenAI-compatible gateway adds over calling the model server directly.
-//! One process holds three parts, each on a runtime of its own (as if each were its own process
+//! One process holds four parts, each on a runtime of its own (as if each were its own process
 //! on this machine) so their threads can be charged CPU separately: a fixed-latency fake model
 //! server, Ajutant itself (`TestApp`: the real `ajutant_server::run`, API-key authentication and
-//! audit on), and the load generator. Every figure is direct-to-fake and via-Ajutant side by side
+//! audit on), a bare reverse proxy as the reference for what any HTTP hop costs, and the load
+//! generator. Every figure is direct-to-fake, via the bare proxy and via Ajutant side by side
 //! from the same run.
 
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ use clap::Parser;
 use serde_json::json;
 
 // The binary's own modules live in a folder named after it, beside the other benchmarks.
+#[path = "gateway_latency/bare_proxy.rs"]
+mod bare_proxy;
 #[path = "gateway_latency/fake_model.rs"]
 mod fake_model;
 #[path = "gateway_latency/output.rs"]
@@ -96,8 +99,10 @@ fn main() -> anyhow::Result<()> {
     let server_runtime = runtime("ajutant-server")?;
     let fake_runtime = runtime("fake-upstream")?;
     let load_runtime = runtime("load-gen")?;
+    let proxy_runtime = runtime("bare-proxy")?;
 
     let fake = fake_runtime.block_on(fake_model::start())?;
+    let proxy = proxy_runtime.block_on(bare_proxy::start(fake.address, MAX_IN_FLIGHT))?;
     let endpoint = reqwest::Url::parse(&format!("http://{}/v1", fake.address))?;
     let rss_before = memory("VmRSS")?;
     let app = server_runtime.block_on(TestApp::spawn_with(backend, |config| {
@@ -112,6 +117,7 @@ fn main() -> anyhow::Result<()> {
     let bench = Bench {
         client,
         fake: fake.address,
+        proxy: proxy.address,
         app: app.address,
         key,
         runtime: load_runtime.handle().clone(),
@@ -119,6 +125,7 @@ fn main() -> anyhow::Result<()> {
     };
     let outcome = load_runtime.block_on(bench.run(backend, rss_before));
     fake.server.abort();
+    proxy.server.abort();
     let stopped = server_runtime.block_on(app.stop());
     telemetry.shutdown();
     let report = outcome?;
@@ -333,6 +340,8 @@ struct Row {
     delay_ms: u64,
     load: String,
     direct: Series,
+    /// Through the bare proxy.
+    proxy: Series,
     via: Series,
 }
 
@@ -354,6 +363,7 @@ struct Report {
 struct Bench<'a> {
     client: reqwest::Client,
     fake: SocketAddr,
+    proxy: SocketAddr,
     app: SocketAddr,
     key: String,
     runtime: tokio::runtime::Handle,
@@ -367,35 +377,29 @@ impl Bench<'_> {
         let rss_idle = memory("VmRSS")?;
         let mut rows = Vec::new();
         for &delay in &self.args.delay_ms {
-            let direct = Target::chat(self.fake, None, &format!("delay-{delay}"), false);
-            let via = Target::chat(
-                self.app,
-                Some(&self.key),
-                &format!("bench-{delay}ms"),
-                false,
-            );
-            let (d, v) = self.sequential(&direct, &via, Target::answer).await?;
-            rows.push(row(delay, "sequential, 1 at a time", d, v));
+            let paths = self.paths(delay, false);
+            let series = self.sequential(&paths, Target::answer).await?;
+            rows.push(row(delay, "sequential, 1 at a time", series));
 
-            let direct_stream = Target::chat(self.fake, None, &format!("delay-{delay}"), true);
-            let via_stream =
-                Target::chat(self.app, Some(&self.key), &format!("bench-{delay}ms"), true);
-            let (d, v) = self
-                .sequential(&direct_stream, &via_stream, Target::stream)
-                .await?;
+            let streams = self.paths(delay, true);
+            let series = self.sequential(&streams, Target::stream).await?;
             let whole = row(
                 delay,
                 "streaming, whole answer",
-                d.whole_answers(),
-                v.whole_answers(),
+                series.each_ref().map(Series::whole_answers),
             );
-            rows.push(row(delay, "streaming, time to first token", d, v));
+            rows.push(row(delay, "streaming, time to first token", series));
             rows.push(whole);
 
             for &rate in &self.args.rates {
-                let d = self.open_loop(&direct, rate).await?;
-                let v = self.open_loop(&via, rate).await?;
-                rows.push(row(delay, &format!("open loop {rate}/s"), d, v));
+                let mut series = Vec::with_capacity(paths.len());
+                for target in &paths {
+                    series.push(self.open_loop(target, rate).await?);
+                }
+                let Ok(series) = <[Series; 3]>::try_from(series) else {
+                    bail!("one series per path");
+                };
+                rows.push(row(delay, &format!("open loop {rate}/s"), series));
             }
         }
         let steps = self.steps(backend).await?;
@@ -408,25 +412,37 @@ impl Bench<'_> {
         })
     }
 
+    /// The same chat request on each path: direct to the fake, through the bare proxy, and
+    /// through Ajutant with the API key.
+    fn paths(&self, delay: u64, stream: bool) -> [Target; 3] {
+        let fake_model = format!("delay-{delay}");
+        [
+            Target::chat(self.fake, None, &fake_model, stream),
+            Target::chat(self.proxy, None, &fake_model, stream),
+            Target::chat(
+                self.app,
+                Some(&self.key),
+                &format!("bench-{delay}ms"),
+                stream,
+            ),
+        ]
+    }
+
     /// One request at a time: `requests` on each path, alternating in blocks, after a warm-up.
-    async fn sequential<F>(
-        &self,
-        direct: &Target,
-        via: &Target,
-        measure: F,
-    ) -> anyhow::Result<(Series, Series)>
+    async fn sequential<F>(&self, paths: &[Target; 3], measure: F) -> anyhow::Result<[Series; 3]>
     where
         F: AsyncFn(&Target, &reqwest::Client) -> anyhow::Result<Timing>,
     {
         for _ in 0..WARM_UP {
-            measure(direct, &self.client).await?;
-            measure(via, &self.client).await?;
+            for target in paths {
+                measure(target, &self.client).await?;
+            }
         }
-        let mut series = [Series::default(), Series::default()];
+        let mut series = [Series::default(), Series::default(), Series::default()];
         let mut sent = 0;
         while sent < self.args.requests {
             let block = BLOCK.min(self.args.requests - sent);
-            for (target, series) in [direct, via].into_iter().zip(series.iter_mut()) {
+            for (target, series) in paths.iter().zip(series.iter_mut()) {
                 let before = Cpu::now()?;
                 for _ in 0..block {
                     let timing = measure(target, &self.client).await?;
@@ -438,8 +454,7 @@ impl Bench<'_> {
             }
             sent += block;
         }
-        let [direct, via] = series;
-        Ok((direct, via))
+        Ok(series)
     }
 
     /// Sends at `rate` on a fixed clock whatever the answers do, and times each request from
@@ -521,11 +536,12 @@ impl Bench<'_> {
     }
 }
 
-fn row(delay_ms: u64, load: &str, direct: Series, via: Series) -> Row {
+fn row(delay_ms: u64, load: &str, [direct, proxy, via]: [Series; 3]) -> Row {
     Row {
         delay_ms,
         load: load.to_owned(),
         direct,
+        proxy,
         via,
     }
 }

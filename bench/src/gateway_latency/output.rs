@@ -76,6 +76,40 @@ impl Report {
                 micros(v.cpu_per_request(|cpu| cpu.ajutant)),
             )?;
         }
+        writeln!(
+            out,
+            "\nThe same requests through a bare reverse proxy (axum in, reqwest out, nothing \
+             else): what an HTTP hop costs here, and what Ajutant costs beyond it.\n"
+        )?;
+        writeln!(
+            out,
+            "| upstream delay | load | proxy p50 | proxy p99 | hop added p50 (proxy − direct) \
+             | hop added p99 | Ajutant over proxy p50 (via − proxy) | Ajutant over proxy p99 \
+             | achieved/s proxy | failed proxy | CPU µs/req proxy |"
+        )?;
+        writeln!(
+            out,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+        for row in &self.rows {
+            let (d, p, v) = (&row.direct, &row.proxy, &row.via);
+            let (p50, p99) = (p.percentile(0.50), p.percentile(0.99));
+            writeln!(
+                out,
+                "| {} ms | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.delay_ms,
+                row.load,
+                ms(p50),
+                ms(p99),
+                added(p50, d.percentile(0.50)),
+                added(p99, d.percentile(0.99)),
+                added(v.percentile(0.50), p50),
+                added(v.percentile(0.99), p99),
+                p.achieved.map_or("–".to_owned(), |a| format!("{a:.0}")),
+                p.failed,
+                micros(p.cpu_per_request(|cpu| cpu.process)),
+            )?;
+        }
         writeln!(out, "\n| where the time goes (one at a time) | p50 | p99 |")?;
         writeln!(out, "|---|---:|---:|")?;
         for step in &self.steps {
