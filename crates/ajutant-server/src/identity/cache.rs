@@ -206,15 +206,26 @@ mod tests {
         assert!(cache.due_for_mark("k1"), "an unknown key is due");
     }
 
-    #[test]
-    fn an_ageing_answer_is_refreshed_by_one_caller_then_expires() {
+    #[tokio::test]
+    async fn an_ageing_answer_is_refreshed_by_one_caller_then_expires() {
         let cache = CredentialCache::default();
         cache.remember_deprovisioned("u1", false, cache.generation());
-        std::thread::sleep(REFRESH_AFTER);
+        tokio::time::sleep(REFRESH_AFTER).await;
         let first = cache.deprovisioned("u1").unwrap();
-        assert!(first.refresh, "the first caller past REFRESH_AFTER re-reads it");
-        assert_eq!(cache.deprovisioned("u1"), fresh(false), "only one caller does");
-        std::thread::sleep(FRESH_FOR - REFRESH_AFTER);
-        assert_eq!(cache.deprovisioned("u1"), None, "never served past FRESH_FOR");
+        assert!(
+            first.refresh,
+            "the first caller past REFRESH_AFTER re-reads it"
+        );
+        assert_eq!(
+            cache.deprovisioned("u1"),
+            fresh(false),
+            "only one caller does"
+        );
+        tokio::time::sleep(FRESH_FOR - REFRESH_AFTER).await;
+        assert_eq!(
+            cache.deprovisioned("u1"),
+            None,
+            "never served past FRESH_FOR"
+        );
     }
 }
