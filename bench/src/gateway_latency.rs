@@ -133,6 +133,28 @@ fn main() -> anyhow::Result<()> {
     report.print(&args, backend)
 }
 
+/// One of the benchmark's own HTTP servers (the fake, the bare proxy) on `127.0.0.1:0`.
+pub struct LocalServer {
+    pub address: SocketAddr,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+impl LocalServer {
+    /// Serves `app` on a fresh loopback port, with `TCP_NODELAY` on every connection: streamed
+    /// chunks are small writes, and Nagle would hold each until the last one is acked.
+    async fn start(app: axum::Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { address, server })
+    }
+}
+
 /// A multi-threaded runtime with as many workers as `ajutant serve` gets (one per core), its
 /// threads named so `/proc` can tell whose CPU time is whose.
 fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {

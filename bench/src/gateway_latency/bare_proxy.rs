@@ -13,12 +13,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 
-pub struct Proxy {
-    pub address: SocketAddr,
-    pub server: tokio::task::JoinHandle<()>,
-}
+use crate::LocalServer;
 
 struct Upstream {
     client: reqwest::Client,
@@ -26,7 +22,7 @@ struct Upstream {
 }
 
 /// Forwards `/v1/chat/completions` to the fake at `upstream`.
-pub async fn start(upstream: SocketAddr, max_connections: usize) -> anyhow::Result<Proxy> {
+pub async fn start(upstream: SocketAddr, max_connections: usize) -> anyhow::Result<LocalServer> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .http1_only()
@@ -39,15 +35,7 @@ pub async fn start(upstream: SocketAddr, max_connections: usize) -> anyhow::Resu
     let app = Router::new()
         .route("/v1/chat/completions", post(forward))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(Proxy { address, server })
+    LocalServer::start(app).await
 }
 
 async fn forward(State(upstream): State<Arc<Upstream>>, body: Bytes) -> Response {

@@ -1,40 +1,26 @@
 //! The fake model server: a fixed-latency stand-in for vLLM or OpenAI on `127.0.0.1:0`, so what
 //! is measured is Ajutant and not a model.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+
+use crate::LocalServer;
 
 /// The fake streams these pieces; the first is the "first token" a caller waits for.
 pub const PIECES: [&str; 5] = ["Hello", " from", " the", " fake", "."];
 
-pub struct Fake {
-    pub address: SocketAddr,
-    pub server: tokio::task::JoinHandle<()>,
-}
-
 /// Answers `/v1/chat/completions` as OpenAI does, after the delay its model name asks for
 /// (`delay-50` waits 50 ms), so one server plays every delay; `/ping` answers at once.
-pub async fn start() -> anyhow::Result<Fake> {
+pub async fn start() -> anyhow::Result<LocalServer> {
     let app = Router::new()
         .route("/v1/chat/completions", post(fake_chat))
         .route("/ping", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let listener = listener.tap_io(|tcp| {
-        // Streamed chunks are small writes; Nagle would hold each until the last is acked.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(Fake { address, server })
+    LocalServer::start(app).await
 }
 
 async fn fake_chat(Json(body): Json<Value>) -> Response {

@@ -106,7 +106,7 @@ impl KeyRejection {
 }
 
 /// Re-reads a cached key while callers go on with the cached answer.
-fn refresh_in_background(store: &Store, cache: &CredentialCache, id: &str) {
+fn reread_key_in_background(store: &Store, cache: &CredentialCache, id: &str) {
     let (store, cache, id) = (store.clone(), cache.clone(), id.to_owned());
     let generation = cache.generation();
     tokio::spawn(async move {
@@ -142,7 +142,7 @@ pub async fn verify(
     let key = match cache.key(id) {
         Some(cached) => {
             if cached.refresh {
-                refresh_in_background(store, cache, id);
+                reread_key_in_background(store, cache, id);
             }
             cached.value
         }

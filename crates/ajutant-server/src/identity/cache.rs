@@ -25,25 +25,54 @@ const MARK_USED_EVERY: Duration = Duration::from_secs(60);
 /// Past this many entries, stale ones are swept.
 const MAX_ENTRIES: usize = 10_000;
 
+/// One answer from the database, and when it was read.
 #[derive(Debug)]
-struct CachedKey {
-    key: ApiKey,
+struct Entry<T> {
+    value: T,
     at: Instant,
-    marked_at: Option<Instant>,
+    /// A caller has been told to re-read it.
     refreshing: bool,
 }
 
+impl<T: Clone> Entry<T> {
+    fn new(value: T) -> Self {
+        Self {
+            value,
+            at: Instant::now(),
+            refreshing: false,
+        }
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.at.elapsed() < FRESH_FOR
+    }
+
+    /// The answer while it is trusted; the first caller past [`REFRESH_AFTER`] is told to
+    /// re-read it.
+    fn serve(&mut self) -> Option<Cached<T>> {
+        let age = self.at.elapsed();
+        if age >= FRESH_FOR {
+            return None;
+        }
+        let refresh = age >= REFRESH_AFTER && !self.refreshing;
+        self.refreshing |= refresh;
+        Some(Cached {
+            value: self.value.clone(),
+            refresh,
+        })
+    }
+}
+
 #[derive(Debug)]
-struct CachedStatus {
-    gone: bool,
-    at: Instant,
-    refreshing: bool,
+struct CachedKey {
+    entry: Entry<ApiKey>,
+    marked_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     keys: HashMap<String, CachedKey>,
-    deprovisioned: HashMap<String, CachedStatus>,
+    deprovisioned: HashMap<String, Entry<bool>>,
     /// Moves on every [`CredentialCache::clear`].
     generation: u64,
 }
@@ -58,13 +87,6 @@ pub(crate) struct Cached<T> {
 /// Which clearing an answer was read after; see [`CredentialCache::generation`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Generation(u64);
-
-/// Whether an entry of `age` is due for a background re-read (and notes that one started).
-fn due_for_refresh(age: Duration, refreshing: &mut bool) -> bool {
-    let due = age >= REFRESH_AFTER && !*refreshing;
-    *refreshing |= due;
-    due
-}
 
 /// Cheap to clone; clones share the memory.
 #[derive(Debug, Clone, Default)]
@@ -82,37 +104,29 @@ impl CredentialCache {
         Generation(self.lock().generation)
     }
 
+    /// The lock, unless a [`CredentialCache::clear`] came after `read_at`: an answer read
+    /// before it must not be stored.
+    fn lock_if_current(&self, read_at: Generation) -> Option<std::sync::MutexGuard<'_, Inner>> {
+        Some(self.lock()).filter(|inner| inner.generation == read_at.0)
+    }
+
     /// The key with this public id, if it was read within [`FRESH_FOR`].
     pub(crate) fn key(&self, id: &str) -> Option<Cached<ApiKey>> {
-        let mut inner = self.lock();
-        let cached = inner.keys.get_mut(id)?;
-        let age = cached.at.elapsed();
-        (age < FRESH_FOR).then(|| Cached {
-            value: cached.key.clone(),
-            refresh: due_for_refresh(age, &mut cached.refreshing),
-        })
+        self.lock().keys.get_mut(id)?.entry.serve()
     }
 
     pub(crate) fn remember_key(&self, key: &ApiKey, read_at: Generation) {
-        let mut inner = self.lock();
-        if inner.generation != read_at.0 {
+        let Some(mut inner) = self.lock_if_current(read_at) else {
             return;
-        }
+        };
         if inner.keys.len() > MAX_ENTRIES {
-            inner
-                .keys
-                .retain(|_, cached| cached.at.elapsed() < FRESH_FOR);
+            inner.keys.retain(|_, cached| cached.entry.is_fresh());
         }
         let marked_at = inner.keys.get(&key.id).and_then(|cached| cached.marked_at);
-        inner.keys.insert(
-            key.id.clone(),
-            CachedKey {
-                key: key.clone(),
-                at: Instant::now(),
-                marked_at,
-                refreshing: false,
-            },
-        );
+        let entry = Entry::new(key.clone());
+        inner
+            .keys
+            .insert(key.id.clone(), CachedKey { entry, marked_at });
     }
 
     /// A key the database no longer has.
@@ -141,33 +155,19 @@ impl CredentialCache {
 
     /// Whether the directory had deprovisioned `subject`, if that was read within [`FRESH_FOR`].
     pub(crate) fn deprovisioned(&self, subject: &str) -> Option<Cached<bool>> {
-        let mut inner = self.lock();
-        let cached = inner.deprovisioned.get_mut(subject)?;
-        let age = cached.at.elapsed();
-        (age < FRESH_FOR).then(|| Cached {
-            value: cached.gone,
-            refresh: due_for_refresh(age, &mut cached.refreshing),
-        })
+        self.lock().deprovisioned.get_mut(subject)?.serve()
     }
 
     pub(crate) fn remember_deprovisioned(&self, subject: &str, gone: bool, read_at: Generation) {
-        let mut inner = self.lock();
-        if inner.generation != read_at.0 {
+        let Some(mut inner) = self.lock_if_current(read_at) else {
             return;
-        }
+        };
         if inner.deprovisioned.len() > MAX_ENTRIES {
-            inner
-                .deprovisioned
-                .retain(|_, cached| cached.at.elapsed() < FRESH_FOR);
+            inner.deprovisioned.retain(|_, entry| entry.is_fresh());
         }
-        inner.deprovisioned.insert(
-            subject.to_owned(),
-            CachedStatus {
-                gone,
-                at: Instant::now(),
-                refreshing: false,
-            },
-        );
+        inner
+            .deprovisioned
+            .insert(subject.to_owned(), Entry::new(gone));
     }
 
     /// Forgets everything: after a deprovisioning or a revocation on this instance.

@@ -475,6 +475,20 @@ async fn authenticate_token(
     })
 }
 
+/// Re-reads whether `subject` is deprovisioned while callers go on with the cached answer.
+fn reread_status_in_background(state: &AppState, subject: &str) {
+    let (store, cache) = (state.store.clone(), state.identity.cache().clone());
+    let subject = subject.to_owned();
+    let generation = cache.generation();
+    tokio::spawn(async move {
+        match store.is_deprovisioned(&subject).await {
+            Ok(gone) => cache.remember_deprovisioned(&subject, gone, generation),
+            // The entry expires at FRESH_FOR, and the next caller reads it again.
+            Err(error) => tracing::warn!(%error, "cannot re-read a user's status"),
+        }
+    });
+}
+
 /// Refuses a principal the directory has deprovisioned over SCIM, whatever their token says.
 async fn ensure_provisioned(
     state: &AppState,
@@ -486,16 +500,7 @@ async fn ensure_provisioned(
     let deprovisioned = match cache.deprovisioned(&principal.subject) {
         Some(cached) => {
             if cached.refresh {
-                let (store, cache) = (state.store.clone(), cache.clone());
-                let subject = principal.subject.clone();
-                let generation = cache.generation();
-                tokio::spawn(async move {
-                    match store.is_deprovisioned(&subject).await {
-                        Ok(gone) => cache.remember_deprovisioned(&subject, gone, generation),
-                        // The entry expires at FRESH_FOR, and the next caller reads it again.
-                        Err(error) => tracing::warn!(%error, "cannot re-read a user's status"),
-                    }
-                });
+                reread_status_in_background(state, &principal.subject);
             }
             cached.value
         }
