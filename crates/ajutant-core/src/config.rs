@@ -16,8 +16,10 @@ use url::Url;
 use crate::secret::{REDACTED, SecretString};
 
 mod deployments;
+mod grounding;
 mod identity;
 pub use deployments::*;
+pub use grounding::*;
 pub use identity::*;
 
 /// The commented example printed by `ajutant config example`; a unit test keeps it in step with
@@ -41,6 +43,8 @@ pub struct Config {
     /// The logical models workloads call; by default one `offline` deployment.
     pub deployments: Vec<DeploymentConfig>,
     pub gateway: GatewayConfig,
+    pub grounding: GroundingConfig,
+    pub chat: ChatConfig,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             deployments: vec![DeploymentConfig::offline()],
             gateway: GatewayConfig::default(),
+            grounding: GroundingConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -367,6 +373,10 @@ impl Config {
         }
         problems.extend(self.identity_problems());
         problems.extend(self.deployment_problems());
+        problems.extend(self.grounding.problems());
+        if self.chat.default_top_k == 0 || self.chat.default_top_k > 50 {
+            problems.push("chat.default_top_k must be between 1 and 50".to_owned());
+        }
         if self.mode == Mode::Production {
             problems.extend(self.insecure_for_production());
         }

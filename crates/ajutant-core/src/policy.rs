@@ -152,6 +152,10 @@ pub enum Action {
     HandleIncidents,
     /// Model usage and cost, by principal, group, deployment and day.
     ReadUsage,
+    /// Create and remove collections.
+    CreateCollection,
+    /// Change one collection's settings and documents (its owner group may too).
+    ManageCollection(String),
 }
 
 impl Action {
@@ -170,6 +174,8 @@ impl Action {
             Self::RevivePlatform => "platform.revive",
             Self::HandleIncidents => "incidents.handle",
             Self::ReadUsage => "usage.read",
+            Self::CreateCollection => "collection.create",
+            Self::ManageCollection(_) => "collection.manage",
         }
     }
 
@@ -189,12 +195,73 @@ impl Action {
             | Self::ManageApiKeys
             | Self::ManagePlatform
             | Self::CreateAssistant
+            | Self::CreateCollection
+            | Self::ManageCollection(_)
             | Self::RevivePlatform => &[PlatformAdmin],
             Self::EditAssistant(_) => &[PlatformAdmin],
             Self::KillAssistant(_)
             | Self::KillPlatform
             | Self::HandleIncidents
             | Self::ReadUsage => &[ItOps, PlatformAdmin],
+        }
+    }
+}
+
+/// Who may use an assistant or read a collection: everyone signed in to the organisation, or
+/// the members of some directory groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AccessScope {
+    Organisation,
+    Groups { groups: Vec<String> },
+}
+
+/// Whether `principal` is in the owner group of an assistant or collection (whose members
+/// manage it, besides the roles that grant that).
+pub fn in_owner_group(principal: &Principal, owner_group: Option<&str>) -> bool {
+    owner_group.is_some_and(|group| principal.groups.contains(group))
+}
+
+/// The stored form of "everyone signed in" in reader lists.
+pub const EVERYONE: &str = "*";
+
+impl AccessScope {
+    pub fn admits(&self, principal: &Principal) -> bool {
+        match self {
+            Self::Organisation => true,
+            Self::Groups { groups } => groups.iter().any(|g| principal.groups.contains(g)),
+        }
+    }
+
+    /// As a reader list: group ids, or `["*"]`.
+    pub fn readers(&self) -> Vec<String> {
+        match self {
+            Self::Organisation => vec![EVERYONE.to_owned()],
+            Self::Groups { groups } => groups.clone(),
+        }
+    }
+
+    pub fn from_readers(readers: &[String]) -> Self {
+        if readers.iter().any(|r| r == EVERYONE) {
+            Self::Organisation
+        } else {
+            Self::Groups {
+                groups: readers.to_vec(),
+            }
+        }
+    }
+
+    /// What is wrong with it, if anything.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Self::Organisation => None,
+            Self::Groups { groups } if groups.is_empty() => {
+                Some("a group scope needs at least one group".to_owned())
+            }
+            Self::Groups { groups } => groups
+                .iter()
+                .find(|g| g.trim().is_empty() || g.as_str() == EVERYONE || g.len() > 200)
+                .map(|g| format!("{g:?} is not a group id")),
         }
     }
 }

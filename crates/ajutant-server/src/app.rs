@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ajutant_core::config::ServerConfig;
+use ajutant_core::config::{Config, ServerConfig};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -47,12 +47,30 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(identity_routes::router())
         .merge(gateway::reports::router())
         .merge(gateway::admin::router())
+        .merge(crate::grounding::router())
+        .merge(crate::assistants::router())
+        .merge(crate::chat::router())
+        .split_for_parts()
+}
+
+/// Routes that take large bodies (document uploads), with their OpenAPI description.
+fn large_body_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .merge(crate::grounding::upload_router())
         .split_for_parts()
 }
 
 /// The complete application for `state`.
-pub fn router(state: AppState, server: &ServerConfig) -> Router {
-    let (api, openapi) = api();
+pub fn router(state: AppState, config: &Config) -> Router {
+    let server = &config.server;
+    let (api, mut openapi) = api();
+    let (large, large_openapi) = large_body_api();
+    openapi.merge(large_openapi);
+    let large = large
+        .with_state(state.clone())
+        .layer(RequestBodyLimitLayer::new(
+            config.grounding.max_upload_bytes,
+        ));
     let mut routes = Router::new()
         .merge(
             api.merge(sessions::router())
@@ -71,18 +89,24 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
             credentials: state.identity.cache().clone(),
         }));
     }
-    with_layers(routes, server)
+    with_layers_and(routes, large, server)
 }
 
 /// Wraps `routes` in the layers every request passes through. Public so tests can check the
 /// layers' behaviour on routes of their own.
 pub fn with_layers(routes: Router, server: &ServerConfig) -> Router {
+    with_layers_and(routes, Router::new(), server)
+}
+
+/// As [`with_layers`], with `large` routes that bring their own body limit.
+fn with_layers_and(routes: Router, large: Router, server: &ServerConfig) -> Router {
     routes
-        .fallback(crate::problem::no_route)
-        // One limit, enforced by the layer (413 from Content-Length before any byte is read,
-        // or while streaming); the extractors' own default would be a second, different one.
-        .layer(DefaultBodyLimit::disable())
+        // One limit per route, enforced by the layer (413 from Content-Length before any byte
+        // is read, or while streaming); the extractors' own default would be a second one.
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .merge(large)
+        .fallback(crate::problem::no_route)
+        .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(server.request_timeout_secs),

@@ -3,7 +3,11 @@
 //! the tests both go through it, so tests exercise exactly what production runs.
 
 pub mod app;
+mod assistants;
+mod chat;
+mod demo;
 pub mod gateway;
+mod grounding;
 mod health;
 pub mod identity;
 pub mod metrics;
@@ -36,6 +40,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub identity: identity::Identity,
     pub gateway: gateway::Gateway,
+    pub config: Arc<Config>,
+    pub(crate) ingest: grounding::ingest::IngestSignal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +74,8 @@ pub async fn run(
     let address = listener.local_addr()?;
     let public_url = config.public_url(address);
     let identity = identity::Identity::new(&config, public_url.clone())?;
-    let gateway = gateway::Gateway::new(&config.deployments, &config.gateway, audit.usage_log())?;
+    let deployments = embedded_deployments(&config);
+    let gateway = gateway::Gateway::new(&deployments, &config.gateway, audit.usage_log())?;
     gateway.load_stored(&store).await?;
     let stop_watching = Arc::new(Notify::new());
     let watcher = tokio::spawn({
@@ -111,8 +118,24 @@ pub async fn run(
         metrics,
         identity,
         gateway,
+        config: Arc::clone(&config),
+        ingest: grounding::ingest::IngestSignal::default(),
     };
-    let app = app::router(state, &config.server);
+    if let Err(error) = demo::seed(&state).await {
+        tracing::error!(%error, "cannot seed the demo assistant");
+    }
+    let stop_workers = Arc::new(Notify::new());
+    let workers: Vec<_> = (0..config.grounding.workers)
+        .map(|n| {
+            let name = format!("{}/{}/{n}", address, uuid::Uuid::now_v7());
+            tokio::spawn(grounding::ingest::work(
+                state.clone(),
+                name,
+                Arc::clone(&stop_workers),
+            ))
+        })
+        .collect();
+    let app = app::router(state, &config);
     let stopping = Arc::new(Notify::new());
     let signal = {
         let stopping = Arc::clone(&stopping);
@@ -150,6 +173,12 @@ pub async fn run(
         tracing::error!(%error, "cannot record the stop in the audit trail");
     }
     stop_watching.notify_one();
+    stop_workers.notify_waiters();
+    for worker in workers {
+        if let Err(error) = worker.await {
+            tracing::warn!(%error, "an ingestion worker ended abnormally");
+        }
+    }
     if let Err(error) = watcher.await {
         tracing::warn!(%error, "the deployment watcher ended abnormally");
     }
@@ -163,6 +192,24 @@ pub async fn run(
         tracing::warn!("database connections still busy at exit; closing anyway");
     }
     outcome
+}
+
+/// The configured deployments, plus, in development mode, the in-process embedding model when
+/// its files have been fetched (`scripts/fetch-embedding-model`) and no deployment of that name
+/// is configured: the embedded default then gets real vector retrieval with nothing to set up.
+fn embedded_deployments(config: &Config) -> Vec<ajutant_core::config::DeploymentConfig> {
+    let mut deployments = config.deployments.clone();
+    let local = ajutant_core::config::DeploymentConfig::local_embeddings();
+    if config.mode == ajutant_core::config::Mode::Development
+        && !deployments.iter().any(|d| d.name == local.name)
+        && std::path::Path::new(&local.model)
+            .join("model.safetensors")
+            .is_file()
+    {
+        tracing::info!(model = %local.model, "using the local embedding model");
+        deployments.push(local);
+    }
+    deployments
 }
 
 /// Inserts the configured role bindings that are missing (with the development provider and

@@ -54,8 +54,29 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The body is larger than this route accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The file is not of a kind this route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Over a limit; `retry_after` in seconds when known.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<ajutant_store::StoreError> for ApiError {
+    fn from(error: ajutant_store::StoreError) -> Self {
+        match error {
+            ajutant_store::StoreError::Conflict { what } => Self::Conflict(what),
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -66,6 +87,9 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +112,14 @@ impl IntoResponse for ApiError {
             Some(self.to_string())
         };
         let mut response = status.into_response();
+        if let Self::TooManyRequests {
+            retry_after: Some(seconds),
+            ..
+        } = &self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: say which scheme is expected; the reason is in the problem's detail.
             response.headers_mut().insert(

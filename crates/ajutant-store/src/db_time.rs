@@ -58,3 +58,44 @@ impl<'r> Decode<'r, Postgres> for DbTime {
         <OffsetDateTime as Decode<Postgres>>::decode(value).map(Self)
     }
 }
+
+/// A nullable timestamp column, for `#[sqlx(try_from = "MaybeDbTime")]` on an
+/// `Option<OffsetDateTime>` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MaybeDbTime(pub Option<OffsetDateTime>);
+
+impl From<MaybeDbTime> for Option<OffsetDateTime> {
+    fn from(value: MaybeDbTime) -> Self {
+        value.0
+    }
+}
+
+impl Type<Sqlite> for MaybeDbTime {
+    fn type_info() -> SqliteTypeInfo {
+        <DbTime as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for MaybeDbTime {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        if sqlx::ValueRef::is_null(&value) {
+            return Ok(Self(None));
+        }
+        <DbTime as Decode<Sqlite>>::decode(value).map(|t| Self(Some(t.0)))
+    }
+}
+
+impl Type<Postgres> for MaybeDbTime {
+    fn type_info() -> PgTypeInfo {
+        <DbTime as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for MaybeDbTime {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        if sqlx::ValueRef::is_null(&value) {
+            return Ok(Self(None));
+        }
+        <DbTime as Decode<Postgres>>::decode(value).map(|t| Self(Some(t.0)))
+    }
+}

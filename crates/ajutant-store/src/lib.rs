@@ -3,10 +3,14 @@
 //! either pool through [`on_pool!`]; code is split per backend only where the SQL truly differs
 //! (bulk inserts, catalogue queries, migrations' DDL).
 
+mod assistants;
 mod audit;
+mod conversations;
 mod db_time;
 mod deployments;
+mod grounding;
 mod identity;
+mod jobs;
 mod usage;
 
 use std::path::Path;
@@ -20,9 +24,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use assistants::{Assistant, AssistantVersion};
 pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, ChainStatus};
+pub use conversations::{Conversation, Message, NewMessage};
 pub use deployments::StoredDeployment;
+pub use grounding::{
+    Collection, CollectionSpec, Document, EVERYONE, NewChunk, NewDocument, Passage, SearchScope,
+    effective_readers, search_terms,
+};
 pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
+pub use jobs::{IngestionItem, IngestionJob, ItemOutcome, ItemReport, NewItem};
 pub use usage::{UsageGrouping, UsageLine, UsageLog, UsageQuery, UsageRecord, month_of};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -60,6 +71,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite only: in-memory copies of collections' vectors (see `grounding`).
+    vectors: std::sync::Arc<grounding::VectorCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +148,10 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            vectors: std::sync::Arc::default(),
+        })
     }
 
     pub fn kind(&self) -> DatabaseKind {

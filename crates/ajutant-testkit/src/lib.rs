@@ -3,7 +3,8 @@
 //! [`TestApp`], the real server on port 0.
 //!
 //! PostgreSQL tests connect to `TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) as a user allowed to create databases;
+//! `postgres://postgres@127.0.0.1:5433/postgres`, the PostgreSQL with pgvector that
+//! `scripts/prepare-test-services` runs) as a user allowed to create databases;
 //! `scripts/test` starts the server when it is down. They fail, rather than skip, when it is
 //! unreachable: a green run must mean both databases were tested.
 
@@ -22,7 +23,7 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5433/postgres";
 
 /// Generates one `#[tokio::test]` per database for an async test function taking a [`Backend`]:
 /// `both_databases!(appends_survive_restart);` yields `appends_survive_restart::sqlite` and
@@ -247,6 +248,9 @@ impl TestApp {
         let mut config = Config::default();
         config.database = database.config()?;
         config.server.shutdown_grace_secs = 5;
+        // The demo assistant and its handbook would be ingested by every test app; the tests
+        // that are about the demo switch it back on.
+        config.grounding.demo = false;
         adjust(&mut config);
         let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -66,6 +66,8 @@ enum Command {
     /// Create, list or revoke platform API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Upload a file or folder to a collection of a running server and follow the ingestion.
+    Ingest(crate::ingest_command::IngestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +107,9 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Config(ConfigCommand::Example) = cli.command {
         return write_stdout(config::EXAMPLE);
     }
+    if let Command::Ingest(args) = cli.command {
+        return ingest(args);
+    }
     let config = match load_config(&cli) {
         Ok(config) => config,
         Err(error) => {
@@ -119,6 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
         )),
         Command::Config(ConfigCommand::Example) => write_stdout(config::EXAMPLE),
         Command::Serve(_) => report(serve(config)),
+        Command::Ingest(_) => ExitCode::from(2),
         Command::Migrate => report(with_runtime(&config, migrate)),
         Command::Audit(AuditCommand::Verify(args)) => {
             match with_runtime(&config, |store| audit_commands::verify(store, args)) {
@@ -274,6 +280,32 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "ajutant: {error:#}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// `ajutant ingest`: a client of a running server, so it needs no configuration of its own.
+fn ingest(args: crate::ingest_command::IngestArgs) -> ExitCode {
+    use crate::ingest_command::IngestError;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ajutant: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(crate::ingest_command::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ajutant: {error}");
+            ExitCode::from(match error {
+                IngestError::SomeFailed { .. } => 1,
+                IngestError::Usage(_) => 2,
+                IngestError::Server(_) => 3,
+            })
         }
     }
 }

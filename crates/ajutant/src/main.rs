@@ -3,6 +3,7 @@
 mod apikey_commands;
 mod audit_commands;
 mod cli;
+mod ingest_command;
 
 use std::process::ExitCode;
 

@@ -416,3 +416,79 @@ async fn serve_answers_then_stops_cleanly_on_sigterm(backend: Backend) {
     let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, ["server.started", "server.stopped"]);
 }
+
+/// `ajutant ingest` uploads a folder to a running server and follows the job: the good files
+/// go in, the bad one is listed with its reason, and the exit code says some failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_uploads_a_folder_and_reports_each_failure() {
+    use ajutant_testkit::TestApp;
+    use ajutant_testkit::identity::{access_token, client, demo_user};
+    use serde_json::{Value, json};
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = access_token(&app, &demo_user("ada@example.org"))
+        .await
+        .unwrap();
+    let response = client()
+        .post(app.url("/api/v1/collections"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Policies", "access": { "scope": "organisation" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = client()
+        .post(app.url("/api/v1/admin/api-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "loader", "groups": [ajutant_core::config::DEMO_ADMINS] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("it")).unwrap();
+    std::fs::write(folder.path().join("leave.md"), "# Leave\n\n27 days a year.").unwrap();
+    std::fs::write(folder.path().join("it/vpn.txt"), "Install the VPN client.").unwrap();
+    std::fs::write(folder.path().join("it/broken.pdf"), b"%PDF-1.4 garbage").unwrap();
+    std::fs::write(folder.path().join(".hidden.txt"), "skipped").unwrap();
+    let server = app.url("");
+    let path = folder.path().to_str().unwrap().to_owned();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let mut command = ajutant(&[
+            "ingest",
+            &path,
+            "--collection",
+            "Policies",
+            "--server",
+            &server,
+        ]);
+        command.env("AJUTANT_API_KEY", &key);
+        run(&mut command)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("3/3 documents, 1 failed"), "{stderr}");
+    assert!(stderr.contains("failed: broken.pdf (corrupt)"), "{stderr}");
+    assert!(stderr.contains("2 added"), "{stderr}");
+    // An unknown collection is a clear error, exit 3.
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "ingest",
+        folder.path().to_str().unwrap(),
+        "--collection",
+        "Nope",
+        "--server",
+        &app.url(""),
+        "--api-key",
+        "ajk_0000000000_x",
+    ]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("401") || stderr.contains("Nope"),
+        "{stderr}"
+    );
+    app.stop().await.unwrap();
+}

@@ -13,6 +13,9 @@ use url::Url;
 pub enum ProviderKind {
     /// Built in, no network: answers from the grounding passages it is given.
     Offline,
+    /// Built in, no network: sentence embeddings computed in process (all-MiniLM-L6-v2 on the
+    /// CPU) from the model files in the folder `model` names. Embeddings only.
+    Local,
     OpenAi,
     AzureOpenAi,
     Anthropic,
@@ -97,7 +100,9 @@ pub struct DeploymentConfig {
     /// `openai`/`anthropic` their public endpoints.
     #[serde(default)]
     pub endpoint: Option<Url>,
-    /// The upstream model, or for Azure OpenAI the deployment name.
+    /// The upstream model, or for Azure OpenAI the deployment name. For `local`, the folder
+    /// holding the model files (`model.safetensors`, `config.json`, `tokenizer.json`), relative
+    /// to the working directory unless absolute.
     #[serde(default)]
     pub model: String,
     /// Azure OpenAI's `api-version`.
@@ -182,6 +187,10 @@ pub struct GroupLimits {
     pub limits: Limits,
 }
 
+/// Where `scripts/fetch-embedding-model` puts all-MiniLM-L6-v2 by default, relative to the
+/// working directory (like the default SQLite database).
+pub const LOCAL_EMBEDDING_MODEL_DIR: &str = "data/models/all-MiniLM-L6-v2";
+
 fn chat_only() -> Vec<Capability> {
     vec![Capability::Chat]
 }
@@ -213,6 +222,18 @@ impl DeploymentConfig {
         }
     }
 
+    /// An embeddings-only deployment running all-MiniLM-L6-v2 in process from
+    /// [`LOCAL_EMBEDDING_MODEL_DIR`] (filled by `scripts/fetch-embedding-model`).
+    pub fn local_embeddings() -> Self {
+        Self {
+            name: "local-embeddings".to_owned(),
+            provider: ProviderKind::Local,
+            model: LOCAL_EMBEDDING_MODEL_DIR.to_owned(),
+            capabilities: vec![Capability::Embeddings],
+            ..Self::offline()
+        }
+    }
+
     /// What is wrong with this deployment on its own; the list-wide checks (unique names,
     /// fallbacks that exist) are in `Config::check`.
     pub fn problems(&self) -> Vec<String> {
@@ -237,7 +258,9 @@ impl DeploymentConfig {
                 "deployments.{name}: this provider needs an endpoint"
             ));
         }
-        if self.provider != ProviderKind::Offline && self.model.trim().is_empty() {
+        if self.provider == ProviderKind::Local {
+            problems.extend(self.local_problems());
+        } else if self.provider != ProviderKind::Offline && self.model.trim().is_empty() {
             problems.push(format!("deployments.{name}: model is required"));
         }
         if self.provider == ProviderKind::AzureOpenAi && self.api_version.is_none() {
@@ -261,5 +284,83 @@ impl DeploymentConfig {
             problems.push(format!("deployments.{name}: cannot fall back to itself"));
         }
         problems
+    }
+
+    /// `local` reads its model from a folder and computes embeddings, nothing else. Whether the
+    /// folder holds a usable model is checked when the provider is built (server start).
+    fn local_problems(&self) -> Vec<String> {
+        let name = &self.name;
+        let mut problems = Vec::new();
+        if self.model.trim().is_empty() {
+            problems.push(format!(
+                "deployments.{name}: local needs model = the folder holding the model files \
+                 (e.g. \"{LOCAL_EMBEDDING_MODEL_DIR}\", filled by scripts/fetch-embedding-model)"
+            ));
+        }
+        if self.capabilities.contains(&Capability::Chat) {
+            problems.push(format!(
+                "deployments.{name}: local offers embeddings only; \
+                 set capabilities = [\"embeddings\"]"
+            ));
+        }
+        if self.endpoint.is_some() {
+            problems.push(format!(
+                "deployments.{name}: local runs in process and takes no endpoint"
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> DeploymentConfig {
+        use figment::Figment;
+        use figment::providers::{Format, Toml};
+        Figment::from(Toml::string(toml)).extract().unwrap()
+    }
+
+    #[test]
+    fn a_local_deployment_names_its_model_folder_and_offers_embeddings() {
+        let deployment = parse(
+            "name = \"embeddings\"\nprovider = \"local\"\n\
+             model = \"data/models/all-MiniLM-L6-v2\"\ncapabilities = [\"embeddings\"]\n",
+        );
+        assert_eq!(deployment.provider, ProviderKind::Local);
+        assert_eq!(deployment.problems(), Vec::<String>::new());
+        assert_eq!(
+            DeploymentConfig::local_embeddings().problems(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_local_deployment_without_a_folder_or_offering_chat_is_refused() {
+        let deployment = parse("name = \"embeddings\"\nprovider = \"local\"\n");
+        let problems = deployment.problems().join("\n");
+        assert!(
+            problems.contains("local needs model = the folder"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("scripts/fetch-embedding-model"),
+            "{problems}"
+        );
+        // The default capabilities are chat only, which a local deployment cannot offer.
+        assert!(
+            problems.contains("local offers embeddings only"),
+            "{problems}"
+        );
+
+        let with_endpoint = DeploymentConfig {
+            endpoint: Some("http://127.0.0.1:1/".parse().unwrap()),
+            ..DeploymentConfig::local_embeddings()
+        };
+        assert_eq!(
+            with_endpoint.problems(),
+            ["deployments.local-embeddings: local runs in process and takes no endpoint"]
+        );
     }
 }

@@ -9,6 +9,7 @@ mod limits;
 mod registry;
 pub(crate) mod reports;
 mod resilience;
+pub(crate) mod runtime;
 pub(crate) mod wire;
 
 use std::sync::Arc;
@@ -333,14 +334,14 @@ async fn models(
 /// What a call leaves behind when it ends, however it ends: a usage record (tokens, cost,
 /// latency) and its tokens charged against the caller's limits. Dropped unfinished (the caller
 /// hung up mid-stream), it records the call as cancelled with the tokens seen so far.
-struct CallMeter {
+pub(crate) struct CallMeter {
     gateway: Gateway,
     principal: Principal,
     deployment: String,
     operation: &'static str,
     started: Instant,
-    request_id: String,
-    trace_id: String,
+    request_id: Option<String>,
+    trace_id: Option<String>,
     served_by: Option<String>,
     usage: Usage,
     done: bool,
@@ -354,18 +355,47 @@ impl CallMeter {
         deployment: &str,
         operation: &'static str,
     ) -> Self {
+        Self::with_ids(
+            &state.gateway,
+            principal,
+            deployment,
+            operation,
+            runtime::CallIds {
+                request_id: Some(context.request_id.clone()),
+                trace_id: Some(context.trace_id.clone()),
+            },
+        )
+    }
+
+    fn with_ids(
+        gateway: &Gateway,
+        principal: &Principal,
+        deployment: &str,
+        operation: &'static str,
+        ids: runtime::CallIds,
+    ) -> Self {
         Self {
-            gateway: state.gateway.clone(),
+            gateway: gateway.clone(),
             principal: principal.clone(),
             deployment: deployment.to_owned(),
             operation,
             started: Instant::now(),
-            request_id: context.request_id.clone(),
-            trace_id: context.trace_id.clone(),
+            request_id: ids.request_id,
+            trace_id: ids.trace_id,
             served_by: None,
             usage: Usage::default(),
             done: false,
         }
+    }
+
+    /// Counts tokens seen on a stream, so a call cut short still records what it used.
+    pub(crate) fn add_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    /// Ends the record: `ok`, `failed` or `cancelled`.
+    pub(crate) fn end(&mut self, outcome: &'static str) {
+        self.finish(outcome);
     }
 
     fn finish(&mut self, outcome: &'static str) {
@@ -401,8 +431,8 @@ impl CallMeter {
             output_tokens: i64::from(self.usage.output_tokens),
             cost,
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            request_id: Some(self.request_id.clone()),
-            trace_id: Some(self.trace_id.clone()),
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
         });
     }
 }

@@ -49,3 +49,35 @@ pub(crate) async fn authorize(
         ))),
     }
 }
+
+/// Allows a member of `owner_group` (the owners of an assistant or collection); anyone else
+/// goes to the policy for `action`. Either way the decision is audited.
+pub(crate) async fn authorize_owner_or(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    owner_group: Option<&str>,
+    (action, resource): (Action, &str),
+) -> Result<(), ApiError> {
+    if let Some(group) = owner_group
+        && ajutant_core::policy::in_owner_group(&caller.principal, Some(group))
+    {
+        let event = AuditEvent::new(
+            caller.principal.actor(),
+            action.name(),
+            resource,
+            Outcome::Allowed,
+        )
+        .with_origin(context.origin())
+        .with_details(serde_json::json!({ "role": "owner_group", "group": group }));
+        state.record(event).await?;
+        return Ok(());
+    }
+    authorize(state, context, caller, action, resource).await
+}
+
+/// Whether the policy allows `action`, without recording anything: for deciding what a list
+/// shows, where each row is not an access of its own.
+pub(crate) fn allows(caller: &Caller, bindings: &[RoleBinding], action: &Action) -> bool {
+    decide(&caller.principal, bindings, action).is_allowed()
+}

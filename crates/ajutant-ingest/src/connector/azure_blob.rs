@@ -1,0 +1,920 @@
+//! Azure Blob Storage: the blobs of one container, optionally only those under a name prefix,
+//! over the plain REST API (List Blobs, Get Blob). Keys are full blob names, so a blob keeps its
+//! key when the prefix changes. Blob Storage has no per-blob ACL we could map to groups, so
+//! every item takes the collection's access scope.
+//!
+//! Plain REST rather than an Azure SDK crate: the maintained `azure_storage_blob` accepts only
+//! Entra ID tokens (no Shared Key, so no Azurite), and the older SDK is unmaintained. What we
+//! need is two GET calls, Shared Key signing (HMAC-SHA256) and a small XML listing.
+//!
+//! Credentials are a Shared Key (account name and key) or a SAS token. Managed identity (an
+//! Entra token for `https://storage.azure.com/` sent as `Authorization: Bearer`, with
+//! `x-ms-version` 2017-11-09 or later) is not done yet: it would be a third
+//! [`AzureBlobCredential`] variant fetching its token like `ajutant-providers`' `azure_token.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use quick_xml::events::Event;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use sha2::Sha256;
+use url::Url;
+
+use super::{Connector, ConnectorError, SourceItem};
+
+/// The Blob service REST version we speak. 2021-08-06 has everything used here (List Blobs
+/// with `Encoded` names, Shared Key with an empty Content-Length for 0) and Azurite accepts it.
+pub const API_VERSION: &str = "2021-08-06";
+
+/// List Blobs' own maximum page size; fewer round trips for large containers.
+const MAX_PAGE_SIZE: u32 = 5000;
+
+/// A connection that cannot be made in this time is a down or unreachable account.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// No total timeout, since a 50 MB blob on a slow link legitimately takes long; a peer that
+/// sends nothing for this long is stuck.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the connector proves it may read the container.
+#[derive(Clone)]
+pub enum AzureBlobCredential {
+    /// The storage account's name and one of its access keys (Shared Key authorization).
+    SharedKey(SharedKey),
+    /// A SAS token (account or container SAS allowing list and read), appended to every URL.
+    Sas(SasToken),
+}
+
+impl std::fmt::Debug for AzureBlobCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SharedKey(key) => f.debug_tuple("SharedKey").field(key).finish(),
+            Self::Sas(_) => f.write_str("Sas(<redacted>)"),
+        }
+    }
+}
+
+/// A storage account name and its decoded access key. `Debug` shows the account only.
+#[derive(Clone)]
+pub struct SharedKey {
+    account: String,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedKey")
+            .field("account", &self.account)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl SharedKey {
+    /// `key` is the access key as the portal shows it (base64).
+    pub fn new(account: impl Into<String>, key: &str) -> Result<Self, ConnectorError> {
+        let account = account.into();
+        if account.is_empty() {
+            return Err(ConnectorError::Config(
+                "the storage account name is empty".into(),
+            ));
+        }
+        let key = BASE64.decode(key.trim()).map_err(|_| {
+            ConnectorError::Config(format!(
+                "the access key of storage account {account} is not base64"
+            ))
+        })?;
+        Ok(Self { account, key })
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// Signs `request` in place: sets `x-ms-date` and `x-ms-version` when missing, then
+    /// `Authorization: SharedKey account:signature`. Sign last: a header added afterwards is
+    /// not covered. A body of known bytes counts as Content-Length when that header is unset,
+    /// since the HTTP client only adds it on the way out.
+    pub fn sign(&self, request: &mut reqwest::Request) -> Result<(), ConnectorError> {
+        let headers = request.headers_mut();
+        if !headers.contains_key("x-ms-date") {
+            headers.insert("x-ms-date", header_value(&http_date_now()?)?);
+        }
+        if !headers.contains_key("x-ms-version") {
+            headers.insert("x-ms-version", HeaderValue::from_static(API_VERSION));
+        }
+        let body_length = request
+            .body()
+            .and_then(|body| body.as_bytes())
+            .map_or(0, <[u8]>::len);
+        let to_sign = string_to_sign(&SignedParts {
+            method: request.method(),
+            url: request.url(),
+            headers: request.headers(),
+            body_length,
+            account: &self.account,
+        });
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+            .map_err(|_| ConnectorError::Config("the access key cannot key HMAC".into()))?;
+        mac.update(to_sign.as_bytes());
+        let signature = BASE64.encode(mac.finalize().into_bytes());
+        let authorization = header_value(&format!("SharedKey {}:{signature}", self.account))?;
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, authorization);
+        Ok(())
+    }
+}
+
+/// A SAS token's query string (with or without the leading `?`). `Debug` redacts it.
+#[derive(Clone)]
+pub struct SasToken(String);
+
+impl SasToken {
+    pub fn new(token: &str) -> Result<Self, ConnectorError> {
+        let token = token.trim().trim_start_matches('?');
+        if !token.split('&').any(|pair| pair.starts_with("sig=")) {
+            return Err(ConnectorError::Config(
+                "the SAS token has no signature (sig=...)".into(),
+            ));
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    fn apply(&self, url: &mut Url) {
+        let query = match url.query() {
+            Some(query) if !query.is_empty() => format!("{query}&{}", self.0),
+            _ => self.0.clone(),
+        };
+        url.set_query(Some(&query));
+    }
+}
+
+impl std::fmt::Debug for SasToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SasToken(<redacted>)")
+    }
+}
+
+/// Where the blobs are and how to read them.
+#[derive(Debug, Clone)]
+pub struct AzureBlobConfig {
+    /// The Blob endpoint: `https://{account}.blob.core.windows.net`, or path-style such as
+    /// Azurite's `http://127.0.0.1:10000/devstoreaccount1`. Plain http only on loopback.
+    pub account_url: String,
+    pub container: String,
+    /// Only blobs whose names start with this (a "folder" is a prefix ending in `/`).
+    pub prefix: Option<String>,
+    pub credential: AzureBlobCredential,
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureBlobConnector {
+    /// `{account_url}/{container}`, without credentials.
+    container_url: Url,
+    container: String,
+    prefix: Option<String>,
+    credential: AzureBlobCredential,
+    page_size: u32,
+    http: reqwest::Client,
+}
+
+impl AzureBlobConnector {
+    pub fn new(config: AzureBlobConfig) -> Result<Self, ConnectorError> {
+        let mut account_url = Url::parse(config.account_url.trim()).map_err(|e| {
+            ConnectorError::Config(format!("account URL {}: {e}", config.account_url))
+        })?;
+        check_account_url(&account_url)?;
+        check_container_name(&config.container)?;
+        let shown = account_url.to_string();
+        account_url
+            .path_segments_mut()
+            .map_err(|()| ConnectorError::Config(format!("{shown} cannot be a base")))?
+            .pop_if_empty()
+            .push(&config.container);
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // A redirect could carry a SAS token to another host; the Blob service never
+            // redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConnectorError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            container_url: account_url,
+            container: config.container,
+            prefix: config.prefix.filter(|prefix| !prefix.is_empty()),
+            credential: config.credential,
+            page_size: MAX_PAGE_SIZE,
+            http,
+        })
+    }
+
+    /// Blobs per List Blobs call (1 to 5000; 5000 by default). Smaller only to test paging.
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+        self
+    }
+
+    /// The blob's URL as a reader would open it: no SAS token or other credential in it.
+    pub fn blob_url(&self, name: &str) -> Result<Url, ConnectorError> {
+        if !addressable(name) {
+            return Err(ConnectorError::Protocol(format!(
+                "blob name {name:?} cannot be addressed by URL"
+            )));
+        }
+        let mut url = self.container_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                ConnectorError::Config(format!("{} cannot be a base", self.container_url))
+            })?
+            .extend(name.split('/'));
+        Ok(url)
+    }
+
+    async fn list_all(&self) -> Result<Vec<SourceItem>, ConnectorError> {
+        let mut items = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut url = self.container_url.clone();
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("restype", "container");
+                query.append_pair("comp", "list");
+                query.append_pair("maxresults", &self.page_size.to_string());
+                if let Some(prefix) = &self.prefix {
+                    query.append_pair("prefix", prefix);
+                }
+                if let Some(marker) = &marker {
+                    query.append_pair("marker", marker);
+                }
+            }
+            let response = self.send(url).await?;
+            if !response.status().is_success() {
+                return Err(self.failure(response, None).await);
+            }
+            let body = response.text().await.map_err(|e| {
+                ConnectorError::Unreachable(format!("{}: {}", self.container_url, e.without_url()))
+            })?;
+            let page = parse_list_page(&body)?;
+            for blob in page.blobs {
+                if !addressable(&blob.name) {
+                    // Dot segments are removed from URLs on the way, so such a blob cannot be
+                    // fetched; listing it would fail every sync.
+                    tracing::warn!(blob = %blob.name, "skipping a blob whose name cannot be addressed by URL");
+                    continue;
+                }
+                let url = self.blob_url(&blob.name)?;
+                items.push(SourceItem {
+                    name: blob
+                        .name
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(&blob.name)
+                        .to_owned(),
+                    key: blob.name,
+                    size: blob.size,
+                    version: blob.etag,
+                    url: Some(url.to_string()),
+                    acl: None,
+                });
+            }
+            match page.next_marker {
+                Some(next) if marker.as_deref() == Some(next.as_str()) => {
+                    return Err(ConnectorError::Protocol(format!(
+                        "listing {} repeats the continuation marker {next:?}",
+                        self.container_url
+                    )));
+                }
+                Some(next) => marker = Some(next),
+                None => break,
+            }
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+
+    async fn get(&self, item: &SourceItem, max_bytes: u64) -> Result<Vec<u8>, ConnectorError> {
+        let url = self.blob_url(&item.key)?;
+        let mut response = self.send(url.clone()).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(response, Some(&item.key)).await);
+        }
+        let too_large = |size: u64| ConnectorError::TooLarge {
+            key: item.key.clone(),
+            size,
+            limit: max_bytes,
+        };
+        let announced = response.content_length();
+        if let Some(length) = announced.filter(|length| *length > max_bytes) {
+            return Err(too_large(length));
+        }
+        let capacity = announced.unwrap_or(0).min(max_bytes);
+        let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        // Stop at the first chunk past the limit, so an over-limit body that announced no
+        // length (or a wrong one) is never read whole.
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ConnectorError::Unreachable(format!("{url}: {}", e.without_url())))?
+        {
+            let total = bytes.len() as u64 + chunk.len() as u64;
+            if total > max_bytes {
+                return Err(too_large(announced.or(item.size).unwrap_or(total)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// A GET of `url` (credential-free) with this connector's credential applied.
+    async fn send(&self, url: Url) -> Result<reqwest::Response, ConnectorError> {
+        let shown = url.clone();
+        let mut url = url;
+        if let AzureBlobCredential::Sas(sas) = &self.credential {
+            sas.apply(&mut url);
+        }
+        let mut request = self
+            .http
+            .request(Method::GET, url)
+            .header("x-ms-version", API_VERSION)
+            .build()
+            .map_err(|e| ConnectorError::Config(format!("{shown}: {}", e.without_url())))?;
+        if let AzureBlobCredential::SharedKey(key) = &self.credential {
+            key.sign(&mut request)?;
+        }
+        // `without_url`: with a SAS the URL carries the token.
+        self.http
+            .execute(request)
+            .await
+            .map_err(|e| ConnectorError::Unreachable(format!("{shown}: {}", e.without_url())))
+    }
+
+    /// The error for a refused request; `blob` is the key when fetching one blob.
+    async fn failure(&self, response: reqwest::Response, blob: Option<&str>) -> ConnectorError {
+        let status = response.status();
+        let code = response
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let what = match blob {
+            Some(name) => format!("blob {name} in container {}", self.container),
+            None => format!("container {}", self.container),
+        };
+        let detail = if code.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status} {code}")
+        };
+        match (status, blob) {
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+                ConnectorError::Denied(format!("{what}: {detail}"))
+            }
+            (StatusCode::NOT_FOUND, _) if code == "ContainerNotFound" => {
+                ConnectorError::Config(format!(
+                    "container {} does not exist at {}",
+                    self.container, self.container_url
+                ))
+            }
+            // ResourceNotFound is a wrong account URL, not a missing blob.
+            (StatusCode::NOT_FOUND, Some(name)) if code != "ResourceNotFound" => {
+                ConnectorError::Gone(name.to_owned())
+            }
+            (StatusCode::NOT_FOUND, _) => ConnectorError::Config(format!(
+                "nothing answers for {what} at {} ({detail}): check the account URL",
+                self.container_url
+            )),
+            (s, _) if s.is_server_error() => {
+                ConnectorError::Unreachable(format!("{what}: {detail}"))
+            }
+            _ => ConnectorError::Protocol(format!("{what}: {detail}")),
+        }
+    }
+}
+
+impl Connector for AzureBlobConnector {
+    fn kind(&self) -> &'static str {
+        "azure_blob"
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SourceItem>, ConnectorError>> {
+        Box::pin(self.list_all())
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        item: &'a SourceItem,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ConnectorError>> {
+        Box::pin(self.get(item, max_bytes))
+    }
+}
+
+fn check_account_url(url: &Url) -> Result<(), ConnectorError> {
+    let refuse = |why: &str| Err(ConnectorError::Config(format!("account URL {url}: {why}")));
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("put a SAS token in the credential, not in the URL");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("it must not carry a user name or password");
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(host)) => host == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        // Documents, and a SAS token in every URL, would cross the network in clear; the
+        // emulator on this machine is the one plain-http endpoint worth allowing.
+        "http" if loopback => Ok(()),
+        "http" => refuse("plain http is accepted only on loopback (Azurite)"),
+        _ => refuse("it must be an https URL"),
+    }
+}
+
+/// Azure's container naming rules: 3-63 lower-case letters, digits and single hyphens, starting
+/// and ending with a letter or digit; `$root`, `$web` and `$logs` are the special ones.
+fn check_container_name(name: &str) -> Result<(), ConnectorError> {
+    let special = matches!(name, "$root" | "$web" | "$logs");
+    let valid = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if special || valid {
+        Ok(())
+    } else {
+        Err(ConnectorError::Config(format!(
+            "{name:?} is not a valid container name (3-63 lower-case letters, digits, hyphens)"
+        )))
+    }
+}
+
+/// False for names with `.` or `..` segments, which URL normalisation would rewrite.
+fn addressable(name: &str) -> bool {
+    !name.is_empty() && !name.split('/').any(|segment| matches!(segment, "." | ".."))
+}
+
+/// What Shared Key signs, gathered from a request.
+struct SignedParts<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    /// Length of the body when its bytes are known, used when Content-Length is unset.
+    body_length: usize,
+    account: &'a str,
+}
+
+/// The Shared Key string-to-sign for the Blob service (version 2009-09-19 and later), as in
+/// "Authorize with Shared Key" in the Azure Storage REST docs.
+fn string_to_sign(parts: &SignedParts<'_>) -> String {
+    let header = |name: &str| -> String {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    // Since 2015-02-21 a zero Content-Length is signed as the empty string.
+    let content_length = match header("content-length") {
+        length if !length.is_empty() => length,
+        _ if parts.body_length > 0 => parts.body_length.to_string(),
+        _ => String::new(),
+    };
+    let content_length = if content_length == "0" {
+        String::new()
+    } else {
+        content_length
+    };
+    let mut out = String::new();
+    out.push_str(parts.method.as_str());
+    out.push('\n');
+    for value in [
+        header("content-encoding"),
+        header("content-language"),
+        content_length,
+        header("content-md5"),
+        header("content-type"),
+        // Empty when x-ms-date is sent, which `sign` makes sure of.
+        if parts.headers.contains_key("x-ms-date") {
+            String::new()
+        } else {
+            header("date")
+        },
+        header("if-modified-since"),
+        header("if-match"),
+        header("if-none-match"),
+        header("if-unmodified-since"),
+        header("range"),
+    ] {
+        out.push_str(&value);
+        out.push('\n');
+    }
+    out.push_str(&canonicalized_headers(parts.headers));
+    out.push_str(&canonicalized_resource(parts.account, parts.url));
+    out
+}
+
+/// Every `x-ms-*` header as `name:value\n`, names lower-case and sorted, values trimmed with
+/// inner runs of whitespace folded to one space.
+fn canonicalized_headers(headers: &HeaderMap) -> String {
+    let mut ms: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        let name: &HeaderName = name;
+        if name.as_str().starts_with("x-ms-") {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            ms.entry(name.as_str())
+                .or_default()
+                .push(value.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    ms.into_iter()
+        .map(|(name, values)| format!("{name}:{}\n", values.join(",")))
+        .collect()
+}
+
+/// `/{account}{path}` with the path exactly as sent (percent-encoded), then one
+/// `\nname:value` line per query parameter: names lower-case and sorted, values decoded, a
+/// repeated parameter's values sorted and comma-joined. On a path-style URL (Azurite) the path
+/// starts with the account again, so it appears twice, as the service expects.
+fn canonicalized_resource(account: &str, url: &Url) -> String {
+    let mut out = format!("/{account}{}", url.path());
+    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in url.query_pairs() {
+        params
+            .entry(name.to_lowercase())
+            .or_default()
+            .push(value.into_owned());
+    }
+    for (name, mut values) in params {
+        values.sort();
+        out.push('\n');
+        out.push_str(&name);
+        out.push(':');
+        out.push_str(&values.join(","));
+    }
+    out
+}
+
+/// Now in the RFC 1123 form HTTP dates use: `Mon, 05 Jan 2026 10:00:00 GMT`.
+fn http_date_now() -> Result<String, ConnectorError> {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(FORMAT)
+        .map_err(|e| ConnectorError::Protocol(format!("formatting the date: {e}")))
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, ConnectorError> {
+    HeaderValue::from_str(value)
+        .map_err(|_| ConnectorError::Config(format!("{value:?} cannot be sent as a header")))
+}
+
+/// One blob as List Blobs describes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListedBlob {
+    name: String,
+    size: Option<u64>,
+    etag: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListPage {
+    blobs: Vec<ListedBlob>,
+    /// `None` on the last page.
+    next_marker: Option<String>,
+}
+
+/// Parses one List Blobs response: `EnumerationResults/Blobs/Blob/{Name, Properties/
+/// {Content-Length, Etag}}` and `EnumerationResults/NextMarker`. Anything else is ignored, so
+/// new elements in later API versions do no harm.
+fn parse_list_page(xml: &str) -> Result<ListPage, ConnectorError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        ConnectorError::Protocol(format!("List Blobs answered malformed XML: {e}"))
+    };
+    let mut reader = quick_xml::Reader::from_str(xml.trim_start_matches('\u{feff}'));
+    let mut page = ListPage::default();
+    let mut path: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut blob = ListedBlob::default();
+    let mut name_encoded = false;
+    let mut seen_root = false;
+    loop {
+        match reader.read_event().map_err(|e| bad(&e))? {
+            Event::Start(start) => {
+                let local = start.local_name();
+                let local: &str = local.as_ref();
+                if path.is_empty() {
+                    if local != "EnumerationResults" {
+                        return Err(bad(&format!("root element {local}")));
+                    }
+                    seen_root = true;
+                }
+                if local == "Name" {
+                    // Names holding characters XML 1.0 cannot carry come percent-encoded.
+                    name_encoded = start
+                        .try_get_attribute("Encoded")
+                        .map_err(|e| bad(&e))?
+                        .is_some_and(|a| a.value == "true");
+                }
+                path.push(local.to_owned());
+                text.clear();
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::CData(t) => text.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) => match r.resolve_char_ref().map_err(|e| bad(&e))? {
+                Some(c) => text.push(c),
+                None => {
+                    let entity = r.xml10_content();
+                    let resolved = quick_xml::escape::resolve_predefined_entity(&entity)
+                        .ok_or_else(|| bad(&format!("unknown entity &{entity};")))?;
+                    text.push_str(resolved);
+                }
+            },
+            Event::End(_) => {
+                let joined = path.join("/");
+                match joined.as_str() {
+                    "EnumerationResults/Blobs/Blob/Name" => {
+                        blob.name = if name_encoded {
+                            percent_decode(&text).map_err(|e| bad(&e))?
+                        } else {
+                            std::mem::take(&mut text)
+                        };
+                    }
+                    "EnumerationResults/Blobs/Blob/Properties/Content-Length" => {
+                        blob.size = Some(
+                            text.trim()
+                                .parse()
+                                .map_err(|_| bad(&format!("Content-Length {text:?}")))?,
+                        );
+                    }
+                    "EnumerationResults/Blobs/Blob/Properties/Etag" => {
+                        blob.etag = Some(std::mem::take(&mut text));
+                    }
+                    "EnumerationResults/Blobs/Blob" => {
+                        if blob.name.is_empty() {
+                            return Err(bad(&"a Blob without a Name"));
+                        }
+                        page.blobs.push(std::mem::take(&mut blob));
+                    }
+                    "EnumerationResults/NextMarker" => {
+                        let marker = text.trim();
+                        page.next_marker = (!marker.is_empty()).then(|| marker.to_owned());
+                    }
+                    _ => {}
+                }
+                path.pop();
+                text.clear();
+            }
+            // A cut-off listing must fail: read as complete, it would remove documents.
+            Event::Eof if !path.is_empty() => return Err(bad(&"the listing is cut off")),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !seen_root {
+        return Err(bad(&"no EnumerationResults element"));
+    }
+    Ok(page)
+}
+
+fn percent_decode(encoded: &str) -> Result<String, String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = encoded
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-encoding in {encoded:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{encoded:?} does not decode to UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from the research notes (docs/research/retrieval-stack.md, section 7).
+    #[test]
+    fn list_blobs_string_to_sign_names_the_account_twice_on_a_path_style_url() {
+        let url = Url::parse(
+            "http://127.0.0.1:10000/devstoreaccount1/docs?restype=container&comp=list&prefix=tenant1%2F&maxresults=500",
+        )
+        .expect("url");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ms-date",
+            HeaderValue::from_static("Mon, 05 Jan 2026 10:00:00 GMT"),
+        );
+        headers.insert("x-ms-version", HeaderValue::from_static("2021-08-06"));
+        let signed = string_to_sign(&SignedParts {
+            method: &Method::GET,
+            url: &url,
+            headers: &headers,
+            body_length: 0,
+            account: "devstoreaccount1",
+        });
+        let expected = format!(
+            "GET{}x-ms-date:Mon, 05 Jan 2026 10:00:00 GMT\nx-ms-version:2021-08-06\n\
+             /devstoreaccount1/devstoreaccount1/docs\ncomp:list\nmaxresults:500\nprefix:tenant1/\nrestype:container",
+            "\n".repeat(12)
+        );
+        assert_eq!(signed, expected);
+    }
+
+    #[test]
+    fn a_put_signs_the_body_length_type_and_every_ms_header() {
+        let url =
+            Url::parse("http://127.0.0.1:10000/devstoreaccount1/c1/b%201?z=2&comp=metadata&a=1")
+                .expect("url");
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
+        headers.insert("x-ms-date", HeaderValue::from_static("D"));
+        headers.insert("x-ms-version", HeaderValue::from_static("2021-08-06"));
+        let signed = string_to_sign(&SignedParts {
+            method: &Method::PUT,
+            url: &url,
+            headers: &headers,
+            body_length: 5,
+            account: "devstoreaccount1",
+        });
+        assert_eq!(
+            signed,
+            "PUT\n\n\n5\n\ntext/plain\n\n\n\n\n\n\n\
+             x-ms-blob-type:BlockBlob\nx-ms-date:D\nx-ms-version:2021-08-06\n\
+             /devstoreaccount1/devstoreaccount1/c1/b%201\na:1\ncomp:metadata\nz:2"
+        );
+    }
+
+    #[test]
+    fn a_listing_page_yields_names_sizes_etags_and_the_next_marker() {
+        let xml = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+            <EnumerationResults ServiceEndpoint=\"http://x/\" ContainerName=\"docs\">\
+            <MaxResults>2</MaxResults><Blobs>\
+            <Blob><Name>hr/a &amp; b.txt</Name><Properties><Content-Length>12</Content-Length>\
+            <Etag>0x8D1</Etag></Properties></Blob>\
+            <Blob><Name Encoded=\"true\">odd%01name</Name><Properties>\
+            <Content-Length>0</Content-Length><Etag>\"0x8D2\"</Etag></Properties>\
+            <Metadata><Name>not the blob name</Name></Metadata></Blob>\
+            </Blobs><NextMarker>2!64!abc</NextMarker></EnumerationResults>";
+        let page = parse_list_page(xml).expect("parses");
+        assert_eq!(
+            page,
+            ListPage {
+                blobs: vec![
+                    ListedBlob {
+                        name: "hr/a & b.txt".into(),
+                        size: Some(12),
+                        etag: Some("0x8D1".into()),
+                    },
+                    ListedBlob {
+                        name: "odd\u{1}name".into(),
+                        size: Some(0),
+                        etag: Some("\"0x8D2\"".into()),
+                    },
+                ],
+                next_marker: Some("2!64!abc".into()),
+            }
+        );
+        let last =
+            parse_list_page("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>")
+                .expect("parses");
+        assert_eq!(last, ListPage::default());
+    }
+
+    #[test]
+    fn something_other_than_a_listing_is_a_protocol_error() {
+        for body in [
+            "<html><body>hello</body></html>",
+            "",
+            "<EnumerationResults><Blobs><Blob>",
+        ] {
+            let error = parse_list_page(body).expect_err(body);
+            assert!(
+                matches!(error, ConnectorError::Protocol(_)),
+                "{body}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn configuration_mistakes_are_refused_up_front() {
+        let key =
+            || AzureBlobCredential::SharedKey(SharedKey::new("acct", "a2V5").expect("base64"));
+        let config = |url: &str, container: &str| AzureBlobConfig {
+            account_url: url.into(),
+            container: container.into(),
+            prefix: None,
+            credential: key(),
+        };
+        for (url, container) in [
+            ("http://acct.blob.core.windows.net", "docs"),
+            ("https://acct.blob.core.windows.net?sv=1&sig=x", "docs"),
+            ("https://acct.blob.core.windows.net", "Docs"),
+            ("https://acct.blob.core.windows.net", "a/b"),
+            ("ftp://acct", "docs"),
+        ] {
+            let error = AzureBlobConnector::new(config(url, container)).expect_err(url);
+            assert!(
+                matches!(error, ConnectorError::Config(_)),
+                "{url} {container}: {error}"
+            );
+        }
+        assert!(SharedKey::new("acct", "not base64!").is_err());
+        assert!(SasToken::new("sv=2021&sp=rl").is_err());
+        let connector =
+            AzureBlobConnector::new(config("http://127.0.0.1:10000/devstoreaccount1/", "docs"))
+                .expect("loopback http is fine");
+        assert_eq!(
+            connector.blob_url("hr/a b#1.pdf").expect("url").as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/docs/hr/a%20b%231.pdf"
+        );
+        assert!(connector.blob_url("a/../b").is_err());
+    }
+
+    /// A body without Content-Length (chunked) is cut off at the limit, not read whole.
+    #[tokio::test]
+    async fn a_blob_without_a_length_is_refused_once_it_passes_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let mut response = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..10 {
+                response.extend_from_slice(b"64\r\n");
+                response.extend_from_slice(&[b'x'; 100]);
+                response.extend_from_slice(b"\r\n");
+            }
+            response.extend_from_slice(b"0\r\n\r\n");
+            let _ = socket.write_all(&response).await;
+        });
+        let connector = AzureBlobConnector::new(AzureBlobConfig {
+            account_url: format!("http://{address}/acct"),
+            container: "docs".into(),
+            prefix: None,
+            credential: AzureBlobCredential::Sas(SasToken::new("sv=1&sig=x").expect("sas")),
+        })
+        .expect("configuration");
+        let item = SourceItem {
+            key: "a.bin".into(),
+            name: "a.bin".into(),
+            size: None,
+            version: None,
+            url: None,
+            acl: None,
+        };
+        let error = connector
+            .fetch(&item, 250)
+            .await
+            .expect_err("over the limit");
+        assert!(
+            matches!(error, ConnectorError::TooLarge { limit: 250, size, .. } if size <= 1000),
+            "{error}"
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn debug_output_hides_keys_and_sas_tokens() {
+        let key = SharedKey::new("acct", "c2VjcmV0LWtleQ==").expect("base64");
+        let sas = SasToken::new("?sv=2021&sig=c2VjcmV0").expect("sas");
+        let shown = format!(
+            "{:?} {:?}",
+            AzureBlobCredential::SharedKey(key),
+            AzureBlobCredential::Sas(sas)
+        );
+        assert!(shown.contains("acct"), "{shown}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
+}
