@@ -4,14 +4,15 @@
 //! WordPiece tokens truncated at 256, the encoder's last hidden states averaged over the real
 //! (unpadded) tokens, then scaled to unit length. It offers embeddings only; chat is refused.
 //!
-//! Cost and fairness: a ~130-token input takes about 50 ms of both cores in a release build.
+//! Cost and fairness: a ~130-token input takes about 50 ms of both cores in a release build
+//! (about 75 ms in debug builds and tests, whose profile optimises candle's kernels).
 //! Inputs are sorted by length and cut into batches of at most 32, so a batch pads little.
 //! Each batch runs on tokio's blocking pool, never on an async worker, and a provider runs one
 //! batch at a time (a semaphore): concurrent requests take turns batch by batch, so a short
 //! query is not stuck behind a whole ingestion. Within a batch candle's matrix products use
 //! rayon on every core; `RAYON_NUM_THREADS` caps that when the server must keep a core free.
 //!
-//! The model is loaded once, when the provider is built (about 0.1 s and 90 MB); a folder
+//! The model is loaded once, when the provider is built (0.1 to 0.2 s, 90 MB); a folder
 //! without a usable model fails then, naming the folder and the fetch script.
 
 use std::fmt;

@@ -124,14 +124,14 @@ pub async fn run(
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");
     }
-    let stop_workers = Arc::new(Notify::new());
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = (0..config.grounding.workers)
         .map(|n| {
             let name = format!("{}/{}/{n}", address, uuid::Uuid::now_v7());
             tokio::spawn(grounding::ingest::work(
                 state.clone(),
                 name,
-                Arc::clone(&stop_workers),
+                workers_stop.clone(),
             ))
         })
         .collect();
@@ -173,10 +173,17 @@ pub async fn run(
         tracing::error!(%error, "cannot record the stop in the audit trail");
     }
     stop_watching.notify_one();
-    stop_workers.notify_waiters();
+    let _ = stop_workers.send(true);
     for worker in workers {
-        if let Err(error) = worker.await {
-            tracing::warn!(%error, "an ingestion worker ended abnormally");
+        // A worker in the middle of a database call against a database that is gone would hold
+        // the shutdown; its job's lease runs out and another worker resumes it.
+        let abort = worker.abort_handle();
+        match tokio::time::timeout(AUDIT_DRAIN, worker).await {
+            Ok(Err(error)) if !error.is_cancelled() => {
+                tracing::warn!(%error, "an ingestion worker ended abnormally");
+            }
+            Ok(_) => {}
+            Err(_) => abort.abort(),
         }
     }
     if let Err(error) = watcher.await {

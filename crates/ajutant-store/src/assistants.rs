@@ -104,6 +104,12 @@ impl Store {
     ) -> Result<Option<Assistant>, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // A write first, so SQLite takes its write lock now (see `put_document`); on
+            // PostgreSQL it locks the row against a concurrent edit.
+            sqlx::query("UPDATE assistants SET current_version = current_version WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             let current: Option<i64> =
                 sqlx::query_scalar("SELECT current_version FROM assistants WHERE id = $1")
                     .bind(id)

@@ -703,6 +703,14 @@ pub fn search_terms(query: &str) -> Vec<String> {
 /// passages. A macro because it runs on either database's transaction.
 macro_rules! put_document_rows {
     ($db:ty, $tx:ident, $id:ident, $document:ident, $acl:ident, $chunks:ident, $now:ident) => {{
+        // The DELETE comes first so the transaction starts by writing: on SQLite a deferred
+        // transaction that reads first cannot wait its turn for the write lock and fails
+        // with "database is locked" when another writer got in between.
+        sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND source_key = $2")
+            .bind(&$document.collection_id)
+            .bind(&$document.source_key)
+            .execute(&mut *$tx)
+            .await?;
         let collection_readers: String =
             sqlx::query_scalar("SELECT readers FROM collections WHERE id = $1")
                 .bind(&$document.collection_id)
@@ -712,11 +720,6 @@ macro_rules! put_document_rows {
                     what: format!("collection {} no longer exists", $document.collection_id),
                 })?;
         let collection_readers = json_list(&collection_readers, "collection readers")?;
-        sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND source_key = $2")
-            .bind(&$document.collection_id)
-            .bind(&$document.source_key)
-            .execute(&mut *$tx)
-            .await?;
         sqlx::query(
             "INSERT INTO documents (id, collection_id, source_key, title, kind, size_bytes, \
              content_hash, url, acl, status, chunk_count, created_at, updated_at) \

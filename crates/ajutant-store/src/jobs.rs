@@ -154,6 +154,12 @@ impl Store {
     pub async fn add_job_items(&self, job_id: &str, items: &[NewItem]) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // Writing first takes SQLite's write lock at the start (see `put_document`).
+            sqlx::query("UPDATE ingestion_jobs SET total = total + $2 WHERE id = $1")
+                .bind(job_id)
+                .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
             let next: i64 = sqlx::query_scalar(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM ingestion_items WHERE job_id = $1",
             )
@@ -161,11 +167,6 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             insert_items!(tx, job_id, next, items);
-            sqlx::query("UPDATE ingestion_jobs SET total = total + $2 WHERE id = $1")
-                .bind(job_id)
-                .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
         });
         Ok(())

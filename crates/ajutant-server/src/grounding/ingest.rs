@@ -20,7 +20,7 @@ use ajutant_store::{
     Collection, IngestionItem, IngestionJob, ItemOutcome, NewChunk, NewDocument, NewItem,
 };
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::sources::SourceSettings;
 use crate::AppState;
@@ -59,9 +59,13 @@ fn ingestion_principal() -> Principal {
     }
 }
 
-/// Runs one worker until `stop` is notified.
-pub(crate) async fn work(state: AppState, worker: String, stop: Arc<Notify>) {
+/// Runs one worker until `stop` turns true. A `watch` rather than a `Notify`: a stop that comes
+/// while the worker is busy (not waiting) must still be seen.
+pub(crate) async fn work(state: AppState, worker: String, mut stop: watch::Receiver<bool>) {
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let now = OffsetDateTime::now_utc();
         let claimed = state.store.claim_job(&worker, now, now + LEASE).await;
         match claimed {
@@ -69,7 +73,7 @@ pub(crate) async fn work(state: AppState, worker: String, stop: Arc<Notify>) {
                 tracing::info!(job = %job.id, kind = %job.kind, "ingestion job claimed");
                 let run = run_job(&state, &worker, &job);
                 tokio::select! {
-                    () = stop.notified() => return,
+                    _ = stop.changed() => return,
                     () = run => {}
                 }
                 continue;
@@ -78,7 +82,7 @@ pub(crate) async fn work(state: AppState, worker: String, stop: Arc<Notify>) {
             Err(error) => tracing::warn!(%error, "cannot look for ingestion jobs"),
         }
         tokio::select! {
-            () = stop.notified() => return,
+            _ = stop.changed() => return,
             () = state.ingest.notify.notified() => {}
             () = tokio::time::sleep(POLL_EVERY) => {}
         }
