@@ -786,3 +786,119 @@ both_databases!(
     hostile_files_fail_alone_with_clear_reasons,
     assistants_are_versioned_and_turns_record_their_version,
 );
+
+/// A client that goes away mid-answer cancels the model call, and what was written so far is
+/// stored, marked `partial`.
+async fn a_client_leaving_cancels_the_model_and_keeps_the_partial_answer(backend: Backend) {
+    use ajutant_core::config::{Capability, DeploymentConfig, ProviderKind};
+    use ajutant_testkit::fake_upstream::FakeUpstream;
+    use futures::StreamExt;
+
+    let upstream = FakeUpstream::start().await;
+    let endpoint = upstream.endpoint();
+    let app = TestApp::spawn_with(backend, move |config| {
+        config.deployments.push(DeploymentConfig {
+            name: "fake-slow".to_owned(),
+            provider: ProviderKind::OpenAiCompatible,
+            endpoint: Some(endpoint.parse().unwrap()),
+            model: "slow".to_owned(),
+            capabilities: vec![Capability::Chat],
+            retries: 0,
+            ..DeploymentConfig::offline()
+        });
+    })
+    .await;
+    let p = people(&app).await;
+    json_ok(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/assistants",
+            &p.admin,
+            Some(json!({
+                "id": "slowpoke",
+                "name": "Slow",
+                "deployment": "fake-slow",
+                "access": { "scope": "organisation" },
+            })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let conversation = json_ok(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/conversations",
+            &p.oscar,
+            Some(json!({ "assistant_id": "slowpoke" })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let response = client()
+        .post(app.url(&format!("/api/v1/conversations/{id}/messages")))
+        .bearer_auth(&p.oscar)
+        .header("accept", "text/event-stream")
+        .json(&json!({ "content": "Take your time." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("event: delta").count() < 2 {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    assert!(upstream.slow_stream_running());
+    let left = Instant::now();
+    drop(body);
+    let mut waited = Duration::ZERO;
+    while upstream.hung_up_at().is_none() && waited < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    let Some(cancelled) = upstream.hung_up_at() else {
+        panic!("the model call was never cancelled");
+    };
+    assert!(
+        cancelled.saturating_duration_since(left) < Duration::from_secs(1),
+        "cancelled only after {:?}",
+        cancelled.saturating_duration_since(left)
+    );
+    // The partial answer is stored and marked.
+    let started = Instant::now();
+    let message = loop {
+        let detail = json_ok(
+            call(
+                &app,
+                Method::GET,
+                &format!("/api/v1/conversations/{id}"),
+                &p.oscar,
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        if let Some(answer) = detail["messages"].as_array().unwrap().get(1) {
+            break answer.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(message["status"], "partial", "{message}");
+    assert_eq!(message["error"], "the client went away");
+    assert!(
+        message["content"].as_str().unwrap().contains("tick"),
+        "{message}"
+    );
+    app.stop().await.unwrap();
+}
+
+both_databases!(a_client_leaving_cancels_the_model_and_keeps_the_partial_answer);
