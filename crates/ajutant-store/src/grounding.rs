@@ -411,7 +411,10 @@ impl Store {
         let acl = document.acl.as_ref().map(to_json).transpose()?;
         match &self.pool {
             Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                // IMMEDIATE: take the write lock (waiting for it) before reading. A deferred
+                // transaction that starts by reading, or by a DELETE that finds nothing,
+                // cannot wait when it later writes: it fails with "database is locked".
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 put_document_rows!(Sqlite, tx, id, document, acl, chunks, now);
                 insert_chunks_sqlite(&mut tx, &id, &document.collection_id, chunks).await?;
                 tx.commit().await?;
@@ -703,9 +706,6 @@ pub fn search_terms(query: &str) -> Vec<String> {
 /// passages. A macro because it runs on either database's transaction.
 macro_rules! put_document_rows {
     ($db:ty, $tx:ident, $id:ident, $document:ident, $acl:ident, $chunks:ident, $now:ident) => {{
-        // The DELETE comes first so the transaction starts by writing: on SQLite a deferred
-        // transaction that reads first cannot wait its turn for the write lock and fails
-        // with "database is locked" when another writer got in between.
         sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND source_key = $2")
             .bind(&$document.collection_id)
             .bind(&$document.source_key)
