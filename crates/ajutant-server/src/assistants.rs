@@ -3,7 +3,7 @@
 //! and `assistant_owner` bindings) edit them, and every edit is a new immutable version.
 //! Users see the assistants whose scope includes them; others answer 404.
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_core::config::Capability;
 use ajutant_core::policy::{AccessScope, Action, Principal, in_owner_group};
 use ajutant_store::Assistant;
@@ -270,14 +270,14 @@ async fn create(
         .await?;
     state
         .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "assistant.created",
-                format!("assistant/{}", body.id),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin())
-            .with_details(json!({ "version": 1 })),
+            caller
+                .event(
+                    &context,
+                    "assistant.created",
+                    format!("assistant/{}", body.id),
+                    Outcome::Allowed,
+                )
+                .with_details(json!({ "version": 1 })),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(view(Loaded::new(row)?, true))))
@@ -353,14 +353,9 @@ async fn edit(
         .ok_or_else(not_found)?;
     state
         .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "assistant.versioned",
-                resource,
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin())
-            .with_details(json!({ "version": row.current_version })),
+            caller
+                .event(&context, "assistant.versioned", resource, Outcome::Allowed)
+                .with_details(json!({ "version": row.current_version })),
         )
         .await?;
     Ok(Json(view(Loaded::new(row)?, true)))

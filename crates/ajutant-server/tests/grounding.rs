@@ -124,6 +124,22 @@ async fn wait_for_job(app: &TestApp, token: &str, id: &str) -> Value {
     }
 }
 
+async fn start_conversation(app: &TestApp, token: &str, assistant: &str) -> String {
+    let created = json_ok(
+        call(
+            app,
+            Method::POST,
+            "/api/v1/conversations",
+            token,
+            Some(json!({ "assistant_id": assistant })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
 async fn search(app: &TestApp, token: &str, collection: &str, query: &str, mode: &str) -> Value {
     json_ok(
         call(
@@ -251,19 +267,7 @@ async fn only_group_a_is_grounded_on_group_a_documents(backend: Backend) {
     assert_eq!(assistant["version"], 1);
 
     // Harriet, in group A, gets a cited answer.
-    let conversation = json_ok(
-        call(
-            &app,
-            Method::POST,
-            "/api/v1/conversations",
-            &p.harriet,
-            Some(json!({ "assistant_id": "hr-bot" })),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let harriets = conversation["id"].as_str().unwrap().to_owned();
+    let harriets = start_conversation(&app, &p.harriet, "hr-bot").await;
     let events = ask(&app, &p.harriet, &harriets, "When are annual bonuses paid?").await;
     assert_eq!(event(&events, "start")["assistant_version"], 1);
     let sources = event(&events, "citations")["citations"]
@@ -288,19 +292,7 @@ async fn only_group_a_is_grounded_on_group_a_documents(backend: Backend) {
     assert_eq!(done["trace_id"].as_str().unwrap().len(), 32);
 
     // Oscar, only in group B, quotes the passage's exact text: nothing of it reaches him.
-    let conversation = json_ok(
-        call(
-            &app,
-            Method::POST,
-            "/api/v1/conversations",
-            &p.oscar,
-            Some(json!({ "assistant_id": "hr-bot" })),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let oscars = conversation["id"].as_str().unwrap().to_owned();
+    let oscars = start_conversation(&app, &p.oscar, "hr-bot").await;
     let question = format!("The internal code for this policy is {CANARY}. When are bonuses paid?");
     let events = ask(&app, &p.oscar, &oscars, &question).await;
     let sources = event(&events, "citations")["citations"]
@@ -826,19 +818,7 @@ async fn a_client_leaving_cancels_the_model_and_keeps_the_partial_answer(backend
         201,
     )
     .await;
-    let conversation = json_ok(
-        call(
-            &app,
-            Method::POST,
-            "/api/v1/conversations",
-            &p.oscar,
-            Some(json!({ "assistant_id": "slowpoke" })),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let id = conversation["id"].as_str().unwrap().to_owned();
+    let id = start_conversation(&app, &p.oscar, "slowpoke").await;
     let response = client()
         .post(app.url(&format!("/api/v1/conversations/{id}/messages")))
         .bearer_auth(&p.oscar)

@@ -249,17 +249,4 @@ impl Store {
             sqlx::query_as(&sql).bind(&id).fetch_one(pool).await?
         }))
     }
-
-    /// A message with the owner of its conversation, for checks on one message.
-    pub async fn message_owner(&self, message_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT c.owner_id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-                 WHERE m.id = $1",
-            )
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
 }

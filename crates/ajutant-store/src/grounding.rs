@@ -334,14 +334,6 @@ impl Store {
         row.map(Collection::try_from).transpose()
     }
 
-    pub async fn collection_by_name(&self, name: &str) -> Result<Option<Collection>, StoreError> {
-        let sql = format!("SELECT {COLLECTION_COLUMNS} FROM collections c WHERE c.name = $1");
-        let row: Option<CollectionRow> = on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?
-        });
-        row.map(Collection::try_from).transpose()
-    }
-
     pub async fn collections(&self) -> Result<Vec<Collection>, StoreError> {
         let sql = format!("SELECT {COLLECTION_COLUMNS} FROM collections c ORDER BY c.name");
         let rows: Vec<CollectionRow> = on_pool!(self, pool => {
@@ -369,19 +361,6 @@ impl Store {
         );
         Ok(on_pool!(self, pool => {
             sqlx::query_as(&sql).bind(collection_id).fetch_all(pool).await?
-        }))
-    }
-
-    pub async fn document(
-        &self,
-        collection_id: &str,
-        id: &str,
-    ) -> Result<Option<Document>, StoreError> {
-        let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE collection_id = $1 AND id = $2"
-        );
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(collection_id).bind(id).fetch_optional(pool).await?
         }))
     }
 

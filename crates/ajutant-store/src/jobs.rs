@@ -287,7 +287,10 @@ impl Store {
 
     /// Records what became of an item and counts it on the job, in one transaction; the
     /// uploaded bytes are dropped (the document now holds what was extracted).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a column of the item or its job"
+    )]
     pub async fn finish_item(
         &self,
         job_id: &str,

@@ -5,7 +5,7 @@
 mod prompt;
 pub(crate) mod turn;
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_store::{Conversation, Message};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -113,14 +113,14 @@ pub(crate) async fn own(
     if state.store.conversation_exists(id).await? {
         state
             .record(
-                AuditEvent::new(
-                    caller.principal.actor(),
-                    "conversation.access",
-                    format!("conversation/{id}"),
-                    Outcome::Denied,
-                )
-                .with_origin(context.origin())
-                .with_details(json!({ "reason": "not the owner" })),
+                caller
+                    .event(
+                        context,
+                        "conversation.access",
+                        format!("conversation/{id}"),
+                        Outcome::Denied,
+                    )
+                    .with_details(json!({ "reason": "not the owner" })),
             )
             .await?;
     }
@@ -212,7 +212,6 @@ fn check_title(title: &str) -> Result<String, ApiError> {
         (status = 404, description = "No such assistant, or not usable by the caller", body = Problem)))]
 async fn create(
     State(state): State<AppState>,
-    context: RequestContext,
     caller: Caller,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<ConversationView>), ApiError> {
@@ -235,7 +234,6 @@ async fn create(
             OffsetDateTime::now_utc(),
         )
         .await?;
-    let _ = context;
     Ok((StatusCode::CREATED, Json(view(conversation))))
 }
 
@@ -311,15 +309,12 @@ async fn delete(
         .delete_conversation(&caller.principal.id, &id)
         .await?;
     state
-        .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "conversation.deleted",
-                format!("conversation/{id}"),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin()),
-        )
+        .record(caller.event(
+            &context,
+            "conversation.deleted",
+            format!("conversation/{id}"),
+            Outcome::Allowed,
+        ))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

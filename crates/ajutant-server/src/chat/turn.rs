@@ -323,14 +323,14 @@ async fn authorize_turn(
         // Their groups changed since the conversation began.
         state
             .record(
-                AuditEvent::new(
-                    caller.principal.actor(),
-                    "chat.turn",
-                    format!("assistant/{}", assistant.row.id),
-                    Outcome::Denied,
-                )
-                .with_origin(context.origin())
-                .with_details(json!({ "reason": "outside the assistant's access scope" })),
+                caller
+                    .event(
+                        context,
+                        "chat.turn",
+                        format!("assistant/{}", assistant.row.id),
+                        Outcome::Denied,
+                    )
+                    .with_details(json!({ "reason": "outside the assistant's access scope" })),
             )
             .await?;
         return Err(ApiError::NotFound(format!(

@@ -3,7 +3,7 @@
 //! within `registry::WATCH_EVERY`; calls already running finish on the deployment they started
 //! with.
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_core::config::DeploymentConfig;
 use ajutant_core::policy::Action;
 use axum::Json;
@@ -127,14 +127,9 @@ async fn put(
         .await
         .map_err(internal)?;
     deployments.reload(&state.store).await.map_err(internal)?;
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "deployment.put",
-        resource,
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin())
-    .with_details(serde_json::to_value(&config).unwrap_or_default());
+    let event = caller
+        .event(&context, "deployment.put", resource, Outcome::Allowed)
+        .with_details(serde_json::to_value(&config).unwrap_or_default());
     state.record(event).await?;
     Ok(Json(DeploymentView {
         source: "api",
@@ -176,13 +171,7 @@ async fn delete(
         .reload(&state.store)
         .await
         .map_err(internal)?;
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "deployment.deleted",
-        resource,
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin());
+    let event = caller.event(&context, "deployment.deleted", resource, Outcome::Allowed);
     state.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }

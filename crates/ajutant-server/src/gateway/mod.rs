@@ -528,14 +528,14 @@ async fn refused(
     error: OpenAiError,
 ) -> OpenAiError {
     let CallOrigin { context, caller } = origin;
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        action,
-        format!("deployment/{deployment}"),
-        Outcome::Denied,
-    )
-    .with_origin(context.origin())
-    .with_details(json!({ "status": error.status.as_u16(), "reason": error.message }));
+    let event = caller
+        .event(
+            context,
+            action,
+            format!("deployment/{deployment}"),
+            Outcome::Denied,
+        )
+        .with_details(json!({ "status": error.status.as_u16(), "reason": error.message }));
     match state.audit.append(event).await {
         Ok(_) => error,
         Err(failure) => audit_failed(failure),

@@ -11,7 +11,7 @@ pub(crate) mod sources;
 
 use std::collections::HashSet;
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_core::policy::{AccessScope, Action, Principal, in_owner_group};
 use ajutant_store::{Collection, CollectionSpec, IngestionJob, ItemReport, NewItem};
 use axum::Json;
@@ -248,14 +248,14 @@ async fn create_collection(
         .await?;
     state
         .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "collection.created",
-                format!("collection/{}", collection.id),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin())
-            .with_details(json!({ "name": collection.name, "readers": collection.readers })),
+            caller
+                .event(
+                    &context,
+                    "collection.created",
+                    format!("collection/{}", collection.id),
+                    Outcome::Allowed,
+                )
+                .with_details(json!({ "name": collection.name, "readers": collection.readers })),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(view(collection, true))))
@@ -406,15 +406,12 @@ async fn delete_document(
         )));
     }
     state
-        .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "document.deleted",
-                format!("collection/{}/document/{document}", collection.id),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin()),
-        )
+        .record(caller.event(
+            &context,
+            "document.deleted",
+            format!("collection/{}/document/{document}", collection.id),
+            Outcome::Allowed,
+        ))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -616,18 +613,18 @@ async fn upload(
         .await?;
     state
         .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "documents.uploaded",
-                format!("collection/{}", collection.id),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin())
-            .with_details(json!({
-                "job": job.id,
-                "files": items.iter().map(|i| &i.name).collect::<Vec<_>>(),
-                "acl": acl,
-            })),
+            caller
+                .event(
+                    &context,
+                    "documents.uploaded",
+                    format!("collection/{}", collection.id),
+                    Outcome::Allowed,
+                )
+                .with_details(json!({
+                    "job": job.id,
+                    "files": items.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                    "acl": acl,
+                })),
         )
         .await?;
     state.ingest.wake();
@@ -790,14 +787,14 @@ async fn search(
     .await?;
     state
         .record(
-            AuditEvent::new(
-                caller.principal.actor(),
-                "collection.searched",
-                format!("collection/{}", collection.id),
-                Outcome::Allowed,
-            )
-            .with_origin(context.origin())
-            .with_details(json!({ "mode": outcome.mode, "hits": outcome.hits.len() })),
+            caller
+                .event(
+                    &context,
+                    "collection.searched",
+                    format!("collection/{}", collection.id),
+                    Outcome::Allowed,
+                )
+                .with_details(json!({ "mode": outcome.mode, "hits": outcome.hits.len() })),
         )
         .await?;
     Ok(Json(SearchResult {

@@ -72,82 +72,23 @@ pub(crate) async fn retrieve(
     let Search { query, mode, limit } = search;
     let groups: Vec<String> = principal.groups.iter().cloned().collect();
     let all: Vec<String> = collections.iter().map(|c| c.id.clone()).collect();
-    let mut lexical = Vec::new();
-    if mode != Mode::Vector {
-        lexical = state
-            .store
-            .search_lexical(
-                SearchScope {
-                    collections: &all,
-                    groups: &groups,
-                },
-                query,
-                CANDIDATES.max(limit as i64),
-            )
-            .await?;
-    }
-    let mut vector: Vec<(i64, f64)> = Vec::new();
-    let mut embedded = false;
-    if mode != Mode::Lexical {
-        // One query embedding per embedding deployment; collections sharing one are searched
-        // together so their similarities are comparable.
-        let mut by_deployment: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for collection in collections {
-            if let Some(deployment) = &collection.embedding_deployment {
-                by_deployment
-                    .entry(deployment)
-                    .or_default()
-                    .push(collection.id.clone());
-            }
+    let scope = SearchScope {
+        collections: &all,
+        groups: &groups,
+    };
+    let candidates = CANDIDATES.max(limit as i64);
+    // The two rankings are independent: run them at once, so hybrid costs the slower of the
+    // two rather than their sum.
+    let lexical = async {
+        if mode == Mode::Vector {
+            return Ok(Vec::new());
         }
-        for (deployment, members) in by_deployment {
-            let call = Call {
-                state,
-                principal,
-                deployment,
-                ids: &ids,
-            };
-            let embedding = state
-                .gateway
-                .embed_texts(call, vec![query.to_owned()], true)
-                .await;
-            let mut vectors = match embedding {
-                Ok(vectors) => vectors,
-                Err(RuntimeCallError::Refused {
-                    status,
-                    message,
-                    retry_after,
-                }) if status == axum::http::StatusCode::TOO_MANY_REQUESTS => {
-                    return Err(ApiError::TooManyRequests {
-                        message,
-                        retry_after,
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, deployment, "cannot embed a query; lexical results only");
-                    continue;
-                }
-            };
-            let Some(query_vector) = vectors.pop() else {
-                continue;
-            };
-            embedded = true;
-            vector.extend(
-                state
-                    .store
-                    .search_vector(
-                        SearchScope {
-                            collections: &members,
-                            groups: &groups,
-                        },
-                        &query_vector,
-                        CANDIDATES.max(limit as i64),
-                    )
-                    .await?,
-            );
-        }
-        vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    }
+        state.store.search_lexical(scope, query, candidates).await
+    };
+    let vector = vector_ranking(state, principal, collections, search, &ids);
+    let (lexical, vector) = futures::join!(lexical, vector);
+    let lexical = lexical?;
+    let (vector, embedded) = vector?;
     let used = match mode {
         Mode::Hybrid if embedded => Mode::Hybrid,
         Mode::Hybrid | Mode::Lexical => Mode::Lexical,
@@ -174,6 +115,82 @@ pub(crate) async fn retrieve(
         })
         .collect();
     Ok(Retrieved { mode: used, hits })
+}
+
+/// The vector ranking over every collection with an embedding deployment, and whether any
+/// query embedding succeeded.
+async fn vector_ranking(
+    state: &AppState,
+    principal: &Principal,
+    collections: &[Collection],
+    search: Search<'_>,
+    ids: &CallIds,
+) -> Result<(Vec<(i64, f64)>, bool), ApiError> {
+    let groups: Vec<String> = principal.groups.iter().cloned().collect();
+    let mut vector: Vec<(i64, f64)> = Vec::new();
+    let mut embedded = false;
+    if search.mode == Mode::Lexical {
+        return Ok((vector, embedded));
+    }
+    // One query embedding per embedding deployment; collections sharing one are searched
+    // together so their similarities are comparable.
+    let mut by_deployment: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for collection in collections {
+        if let Some(deployment) = &collection.embedding_deployment {
+            by_deployment
+                .entry(deployment)
+                .or_default()
+                .push(collection.id.clone());
+        }
+    }
+    for (deployment, members) in by_deployment {
+        let call = Call {
+            state,
+            principal,
+            deployment,
+            ids,
+        };
+        let embedding = state
+            .gateway
+            .embed_texts(call, vec![search.query.to_owned()], true)
+            .await;
+        let mut vectors = match embedding {
+            Ok(vectors) => vectors,
+            Err(RuntimeCallError::Refused {
+                status,
+                message,
+                retry_after,
+            }) if status == axum::http::StatusCode::TOO_MANY_REQUESTS => {
+                return Err(ApiError::TooManyRequests {
+                    message,
+                    retry_after,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, deployment, "cannot embed a query; lexical results only");
+                continue;
+            }
+        };
+        let Some(query_vector) = vectors.pop() else {
+            continue;
+        };
+        embedded = true;
+        vector.extend(
+            state
+                .store
+                .search_vector(
+                    SearchScope {
+                        collections: &members,
+                        groups: &groups,
+                    },
+                    &query_vector,
+                    CANDIDATES.max(search.limit as i64),
+                )
+                .await?,
+        );
+    }
+    vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok((vector, embedded))
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,7 +37,8 @@ pub(crate) async fn authorize(
         Decision::Allowed(role) => (Outcome::Allowed, serde_json::json!({ "role": role })),
         Decision::Denied => (Outcome::Denied, serde_json::json!({})),
     };
-    let event = AuditEvent::new(caller.principal.actor(), action.name(), resource, outcome)
+    let event = caller
+        .event(context, action.name(), resource, outcome)
         .with_origin(context.origin())
         .with_details(details);
     state.record(event).await?;
@@ -68,7 +69,6 @@ pub(crate) async fn authorize_owner_or(
             resource,
             Outcome::Allowed,
         )
-        .with_origin(context.origin())
         .with_details(serde_json::json!({ "role": "owner_group", "group": group }));
         state.record(event).await?;
         return Ok(());

@@ -269,6 +269,20 @@ pub(crate) fn anonymous() -> Actor {
     }
 }
 
+impl Caller {
+    /// An audit record of `action` on `resource` by this caller, in `context`'s request.
+    pub(crate) fn event(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        resource: impl Into<String>,
+        outcome: Outcome,
+    ) -> AuditEvent {
+        AuditEvent::new(self.principal.actor(), action, resource, outcome)
+            .with_origin(context.origin())
+    }
+}
+
 impl AppState {
     /// Appends to the audit trail; a failure fails the request, since an action that cannot be
     /// recorded must not look successful.

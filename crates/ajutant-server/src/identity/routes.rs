@@ -1,7 +1,7 @@
 //! The identity API: who am I, the audit trail for those who may read it, and the admin API for
 //! role bindings and platform API keys.
 
-use ajutant_core::audit::{AuditEvent, AuditRecord, Outcome};
+use ajutant_core::audit::{AuditRecord, Outcome};
 use ajutant_core::policy::{Action, Grantee, Role, RoleBinding, roles_of};
 use ajutant_store::{ApiKey, AuditQuery, ChainStatus, StoredRoleBinding};
 use axum::Json;
@@ -396,14 +396,14 @@ async fn role_binding_create(
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::Conflict("this role binding already exists".to_owned()))?;
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "role_binding.created",
-        format!("role_binding/{}", stored.id),
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin())
-    .with_details(serde_json::to_value(&body).unwrap_or_default());
+    let event = caller
+        .event(
+            &context,
+            "role_binding.created",
+            format!("role_binding/{}", stored.id),
+            Outcome::Allowed,
+        )
+        .with_details(serde_json::to_value(&body).unwrap_or_default());
     state.record(event).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
@@ -433,14 +433,14 @@ async fn role_binding_delete(
         .map_err(internal)?
         .ok_or_else(|| ApiError::NotFound(format!("no role binding {id}")))?;
     let view = RoleBindingView::from(removed);
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "role_binding.deleted",
-        format!("role_binding/{id}"),
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin())
-    .with_details(serde_json::to_value(&view.binding).unwrap_or_default());
+    let event = caller
+        .event(
+            &context,
+            "role_binding.deleted",
+            format!("role_binding/{id}"),
+            Outcome::Allowed,
+        )
+        .with_details(serde_json::to_value(&view.binding).unwrap_or_default());
     state.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -547,14 +547,14 @@ async fn api_key_create(
         ApiKeyError::Invalid(message) => ApiError::BadRequest(message),
         ApiKeyError::Store(error) => internal(error),
     })?;
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "api_key.created",
-        format!("api_key/{}", key.id),
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin())
-    .with_details(serde_json::json!({ "name": key.name, "groups": key.groups }));
+    let event = caller
+        .event(
+            &context,
+            "api_key.created",
+            format!("api_key/{}", key.id),
+            Outcome::Allowed,
+        )
+        .with_details(serde_json::json!({ "name": key.name, "groups": key.groups }));
     state.record(event).await?;
     Ok((
         StatusCode::CREATED,
@@ -590,13 +590,7 @@ async fn api_key_revoke(
         return Err(ApiError::NotFound(format!("no live API key {id}")));
     }
     state.identity.cache().clear();
-    let event = AuditEvent::new(
-        caller.principal.actor(),
-        "api_key.revoked",
-        resource,
-        Outcome::Allowed,
-    )
-    .with_origin(context.origin());
+    let event = caller.event(&context, "api_key.revoked", resource, Outcome::Allowed);
     state.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
