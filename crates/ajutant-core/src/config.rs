@@ -18,9 +18,11 @@ use crate::secret::{REDACTED, SecretString};
 mod deployments;
 mod grounding;
 mod identity;
+mod notifications;
 pub use deployments::*;
 pub use grounding::*;
 pub use identity::*;
+pub use notifications::*;
 
 /// The commented example printed by `ajutant config example`; a unit test keeps it in step with
 /// the tree below.
@@ -45,6 +47,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub grounding: GroundingConfig,
     pub chat: ChatConfig,
+    /// Which feedback escalates to IT operations.
+    pub feedback: crate::feedback::FeedbackConfig,
+    /// Escalations to IT operations: webhook targets and their retry policy.
+    pub notifications: NotificationsConfig,
 }
 
 impl Default for Config {
@@ -61,6 +67,8 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             grounding: GroundingConfig::default(),
             chat: ChatConfig::default(),
+            feedback: crate::feedback::FeedbackConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -374,6 +382,7 @@ impl Config {
         problems.extend(self.identity_problems());
         problems.extend(self.deployment_problems());
         problems.extend(self.grounding.problems());
+        problems.extend(self.notifications.problems());
         if self.chat.default_top_k == 0 || self.chat.default_top_k > 50 {
             problems.push("chat.default_top_k must be between 1 and 50".to_owned());
         }
@@ -512,6 +521,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.notifications.insecure_for_production());
         problems
     }
 

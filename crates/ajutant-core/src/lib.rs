@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod feedback;
 pub mod model;
 pub mod policy;
 pub mod secret;

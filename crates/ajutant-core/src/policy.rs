@@ -142,8 +142,12 @@ pub enum Action {
     CreateAssistant,
     /// Edit, version and read the feedback of one assistant.
     EditAssistant(String),
-    /// Pull one assistant (kill switch) or bring it back.
+    /// Pull one assistant (kill switch), or bring back one its owners pulled.
     KillAssistant(String),
+    /// Bring back an assistant that IT operations or an admin pulled: not for its owners.
+    ReviveAssistant(String),
+    /// Pull one deployment (kill switch) or bring it back.
+    KillDeployment(String),
     /// Stop the whole platform.
     KillPlatform,
     /// Bring the platform back after a platform-wide stop.
@@ -170,6 +174,8 @@ impl Action {
             Self::CreateAssistant => "assistant.create",
             Self::EditAssistant(_) => "assistant.edit",
             Self::KillAssistant(_) => "assistant.kill",
+            Self::ReviveAssistant(_) => "assistant.revive",
+            Self::KillDeployment(_) => "deployment.kill",
             Self::KillPlatform => "platform.kill",
             Self::RevivePlatform => "platform.revive",
             Self::HandleIncidents => "incidents.handle",
@@ -200,6 +206,8 @@ impl Action {
             | Self::RevivePlatform => &[PlatformAdmin],
             Self::EditAssistant(_) => &[PlatformAdmin],
             Self::KillAssistant(_)
+            | Self::ReviveAssistant(_)
+            | Self::KillDeployment(_)
             | Self::KillPlatform
             | Self::HandleIncidents
             | Self::ReadUsage => &[ItOps, PlatformAdmin],
@@ -372,17 +380,20 @@ mod tests {
             Action::KillAssistant("it-bot".to_owned()),
             Action::KillPlatform,
             Action::RevivePlatform,
+            Action::ReviveAssistant("hr-bot".to_owned()),
+            Action::KillDeployment("gpt".to_owned()),
+            Action::HandleIncidents,
         ];
         // Rows follow `people`, columns follow `actions`.
         #[rustfmt::skip]
         let expected = [
-            //  read  verify bind  keys  edHR  edIT  kHR   kIT   kPlat revive
-            [false, false, false, false, false, false, false, false, false, false], // employee
-            [true,  true,  false, false, false, false, true,  true,  true,  false], // it_ops
-            [true,  true,  false, false, false, false, false, false, false, false], // auditor
-            [true,  true,  true,  true,  true,  true,  true,  true,  true,  true ], // admin
-            [false, false, false, false, true,  false, true,  false, false, false], // hr_owner
-            [true,  true,  false, false, false, false, false, false, false, false], // audit_app
+            //  read  verify bind  keys  edHR  edIT  kHR   kIT   kPlat revive rvHR  kDep  incid
+            [false, false, false, false, false, false, false, false, false, false, false, false, false], // employee
+            [true,  true,  false, false, false, false, true,  true,  true,  false, true,  true,  true ], // it_ops
+            [true,  true,  false, false, false, false, false, false, false, false, false, false, false], // auditor
+            [true,  true,  true,  true,  true,  true,  true,  true,  true,  true,  true,  true,  true ], // admin
+            [false, false, false, false, true,  false, true,  false, false, false, false, false, false], // hr_owner
+            [true,  true,  false, false, false, false, false, false, false, false, false, false, false], // audit_app
         ];
         let mut wrong = Vec::new();
         for (row, (who, principal)) in people.iter().enumerate() {

@@ -30,11 +30,12 @@ use crate::{AppState, gateway, health, request};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
-        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "operations", description = "Health, readiness, metrics; kill switches, incidents, the escalation feed and notifications"),
         (name = "identity", description = "Who is calling"),
         (name = "audit", description = "The tamper-evident audit trail"),
         (name = "admin", description = "Role bindings and platform API keys"),
         (name = "usage", description = "Model usage and cost"),
+        (name = "feedback", description = "Feedback on answers, the owners' inbox and figures"),
     ),
     components(schemas(Problem)),
 )]
@@ -50,6 +51,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::grounding::router())
         .merge(crate::assistants::router())
         .merge(crate::chat::router())
+        .merge(crate::feedback::router())
+        .merge(crate::ops::router())
         .split_for_parts()
 }
 

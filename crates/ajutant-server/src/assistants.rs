@@ -160,7 +160,7 @@ pub(crate) async fn load(state: &AppState, id: &str) -> Result<Option<Loaded>, A
 pub struct AssistantView {
     pub id: String,
     pub version: i64,
-    /// `active`, or `killed` (switched off by IT operations).
+    /// `active`, or `killed` (switched off by its kill switch).
     pub status: String,
     #[serde(flatten)]
     pub definition: Definition,
@@ -172,11 +172,12 @@ pub struct AssistantView {
     pub updated_by: String,
 }
 
-fn view(loaded: Loaded, can_edit: bool) -> AssistantView {
+fn view(state: &AppState, loaded: Loaded, can_edit: bool) -> AssistantView {
+    let killed = state.switches.current().assistant(&loaded.row.id).is_some();
     AssistantView {
         id: loaded.row.id,
         version: loaded.row.current_version,
-        status: loaded.row.status,
+        status: if killed { "killed" } else { "active" }.to_owned(),
         definition: loaded.definition,
         can_edit,
         updated_at: loaded.row.updated_at,
@@ -205,7 +206,7 @@ async fn list(
         let loaded = Loaded::new(row)?;
         let edit = can_edit(&state, &caller, &loaded).await?;
         if edit || loaded.usable_by(&caller.principal) {
-            out.push(view(loaded, edit));
+            out.push(view(&state, loaded, edit));
         }
     }
     Ok(Json(out))
@@ -280,7 +281,10 @@ async fn create(
                 .with_details(json!({ "version": 1 })),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(view(Loaded::new(row)?, true))))
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, Loaded::new(row)?, true)),
+    ))
 }
 
 /// An assistant, if the caller may use or edit it.
@@ -300,7 +304,7 @@ async fn get_one(
     if !edit && !loaded.usable_by(&caller.principal) {
         return Err(not_found());
     }
-    Ok(Json(view(loaded, edit)))
+    Ok(Json(view(&state, loaded, edit)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -358,7 +362,7 @@ async fn edit(
                 .with_details(json!({ "version": row.current_version })),
         )
         .await?;
-    Ok(Json(view(Loaded::new(row)?, true)))
+    Ok(Json(view(&state, Loaded::new(row)?, true)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,11 +6,15 @@ pub mod app;
 mod assistants;
 mod chat;
 mod demo;
+mod feedback;
 pub mod gateway;
 mod grounding;
 mod health;
 pub mod identity;
 pub mod metrics;
+mod notify;
+pub mod ops;
+mod paging;
 pub mod problem;
 pub mod request;
 pub mod telemetry;
@@ -42,6 +46,11 @@ pub struct AppState {
     pub gateway: gateway::Gateway,
     pub config: Arc<Config>,
     pub(crate) ingest: grounding::ingest::IngestSignal,
+    /// The kill switches in force on this instance.
+    pub switches: ops::switches::Switchboard,
+    /// Operations events from every instance (escalations, incidents, switches).
+    pub(crate) bus: ops::bus::OpsBus,
+    pub(crate) notifier: notify::Notifier,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +94,9 @@ pub async fn run(
         async move { gateway.watch(store, stop).await }
     });
     let seeded = seed_role_bindings(&config, &store).await?;
+    // Loaded before anything is served, so a switch pulled before a restart holds from the
+    // first request.
+    let switches = ops::switches::Switchboard::load(&store).await?;
 
     audit
         .append(
@@ -120,6 +132,9 @@ pub async fn run(
         gateway,
         config: Arc::clone(&config),
         ingest: grounding::ingest::IngestSignal::default(),
+        switches,
+        bus: ops::bus::OpsBus::default(),
+        notifier: notify::Notifier::default(),
     };
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");
@@ -135,6 +150,27 @@ pub async fn run(
             ))
         })
         .collect();
+    let mut background = vec![
+        tokio::spawn(
+            state
+                .bus
+                .clone()
+                .follow(store.clone(), workers_stop.clone()),
+        ),
+        tokio::spawn(state.switches.clone().follow(
+            store.clone(),
+            state.bus.subscribe(),
+            workers_stop.clone(),
+        )),
+    ];
+    for n in 0..config.notifications.senders {
+        let sender = format!("{}/{}/notify/{n}", address, uuid::Uuid::now_v7());
+        background.push(tokio::spawn(notify::work(
+            state.clone(),
+            sender,
+            workers_stop.clone(),
+        )));
+    }
     let app = app::router(state, &config);
     let stopping = Arc::new(Notify::new());
     let signal = {
@@ -174,13 +210,13 @@ pub async fn run(
     }
     stop_watching.notify_one();
     let _ = stop_workers.send(true);
-    for worker in workers {
+    for worker in workers.into_iter().chain(background) {
         // A worker in the middle of a database call against a database that is gone would hold
         // the shutdown; its job's lease runs out and another worker resumes it.
         let abort = worker.abort_handle();
         match tokio::time::timeout(AUDIT_DRAIN, worker).await {
             Ok(Err(error)) if !error.is_cancelled() => {
-                tracing::warn!(%error, "an ingestion worker ended abnormally");
+                tracing::warn!(%error, "a background worker ended abnormally");
             }
             Ok(_) => {}
             Err(_) => abort.abort(),

@@ -11,12 +11,6 @@ use crate::{Store, StoreError, on_pool};
 pub struct Assistant {
     pub id: String,
     pub current_version: i64,
-    /// `active` or `killed`.
-    pub status: String,
-    pub status_by: Option<String>,
-    pub status_reason: Option<String>,
-    #[sqlx(try_from = "crate::db_time::MaybeDbTime")]
-    pub status_at: Option<OffsetDateTime>,
     pub created_by: String,
     #[sqlx(try_from = "DbTime")]
     pub created_at: OffsetDateTime,
@@ -37,8 +31,7 @@ pub struct AssistantVersion {
     pub created_at: OffsetDateTime,
 }
 
-const ASSISTANT_SELECT: &str = "SELECT a.id, a.current_version, a.status, a.status_by, \
-     a.status_reason, a.status_at, a.created_by, a.created_at, v.definition, \
+const ASSISTANT_SELECT: &str = "SELECT a.id, a.current_version, a.created_by, a.created_at, v.definition, \
      v.created_at AS updated_at, v.created_by AS updated_by \
      FROM assistants a JOIN assistant_versions v \
        ON v.assistant_id = a.id AND v.version = a.current_version";
@@ -55,8 +48,8 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO assistants (id, current_version, status, created_by, created_at) \
-                 VALUES ($1, 1, 'active', $2, $3) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO assistants (id, current_version, created_by, created_at) \
+                 VALUES ($1, 1, $2, $3) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(created_by)

@@ -183,6 +183,14 @@ impl Store {
         Ok(removed > 0)
     }
 
+    /// A message by id, whoever's conversation it is in: callers check the conversation's owner.
+    pub async fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        }))
+    }
+
     pub async fn messages(&self, conversation_id: &str) -> Result<Vec<Message>, StoreError> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq"

@@ -8,9 +8,12 @@ mod audit;
 mod conversations;
 mod db_time;
 mod deployments;
+mod feedback;
 mod grounding;
 mod identity;
 mod jobs;
+mod ops;
+mod outbox;
 mod usage;
 
 use std::path::Path;
@@ -28,12 +31,18 @@ pub use assistants::{Assistant, AssistantVersion};
 pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, ChainStatus};
 pub use conversations::{Conversation, Message, NewMessage};
 pub use deployments::StoredDeployment;
+pub use feedback::{
+    ActorRef, Escalation, Feedback, FeedbackFact, FeedbackFilter, Incident, IncidentChange,
+    IncidentEvent, NewFeedback, NewNotification, SavedFeedback,
+};
 pub use grounding::{
     Collection, CollectionSpec, Document, EVERYONE, NewChunk, NewDocument, Passage, SearchScope,
     effective_readers, search_terms,
 };
 pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
 pub use jobs::{IngestionItem, IngestionJob, ItemOutcome, ItemReport, NewItem};
+pub use ops::{KillSwitch, NOTIFY_CHANNEL, OpsEvent, OpsListener, SwitchChange};
+pub use outbox::{Attempt, Notification};
 pub use usage::{UsageGrouping, UsageLine, UsageLog, UsageQuery, UsageRecord, month_of};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -10,7 +10,9 @@
 
 pub mod fake_idp;
 pub mod fake_upstream;
+pub mod fake_webhook;
 pub mod identity;
+pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -252,6 +254,21 @@ impl TestApp {
         // that are about the demo switch it back on.
         config.grounding.demo = false;
         adjust(&mut config);
+        Self::start(config, Some(database)).await
+    }
+
+    /// A second instance on this app's database, as replicas run in production (meant for
+    /// PostgreSQL). Its configuration starts from this app's, adjusted by `adjust`. Stop it
+    /// with [`TestApp::shutdown`] before the app that owns the database.
+    pub async fn spawn_beside(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = (*self.config).clone();
+        adjust(&mut config);
+        Self::start(config, None)
+            .await
+            .unwrap_or_else(|error| panic!("cannot start the second instance: {error:#}"))
+    }
+
+    async fn start(config: Config, database: Option<TestDatabase>) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -269,7 +286,7 @@ impl TestApp {
                 .timeout(std::time::Duration::from_secs(30))
                 .build()?,
             config,
-            database: Some(database),
+            database,
             stop: Some(stop),
             server: Some(server),
         };
@@ -310,6 +327,10 @@ impl TestApp {
     pub async fn store(&self) -> Store {
         let opened = match &self.database {
             Some(database) => database.store().await,
+            // A second instance: the same database through its configuration.
+            None if self.server.is_some() => Store::connect(&self.config.database)
+                .await
+                .map_err(anyhow::Error::from),
             None => Err(anyhow::anyhow!("the app was stopped")),
         };
         opened.unwrap_or_else(|error| panic!("cannot open the app's database: {error:#}"))
@@ -318,15 +339,26 @@ impl TestApp {
     /// Stops the server the way SIGTERM does, waits until it has finished, and hands over the
     /// database so a test can inspect what the app left behind.
     pub async fn stop(mut self) -> anyhow::Result<TestDatabase> {
+        self.stop_server().await?;
+        self.database
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the app was already stopped, or is a second instance"))
+    }
+
+    /// Stops the server the way SIGTERM does and waits until it has finished; for a second
+    /// instance, or when the database is not needed afterwards.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_server().await
+    }
+
+    async fn stop_server(&mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             server.await??;
         }
-        self.database
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("the app was already stopped"))
+        Ok(())
     }
 }
 

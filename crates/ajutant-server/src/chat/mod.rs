@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::assistants;
 use crate::identity::Caller;
+use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -146,18 +147,6 @@ pub struct ConversationPage {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(c: &Conversation) -> String {
-    format!("{}~{}", c.updated_at.unix_timestamp_nanos() / 1000, c.id)
-}
-
-fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
-    let bad = || ApiError::BadRequest("cursor is not one this API gave".to_owned());
-    let (micros, id) = cursor.split_once('~').ok_or_else(bad)?;
-    let micros: i128 = micros.parse().map_err(|_| bad())?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| bad())?;
-    Ok((at, id.to_owned()))
-}
-
 /// The caller's conversations, most recently active first.
 #[utoipa::path(operation_id = "list_conversations", get, path = "/api/v1/conversations", tag = "chat", params(ListParams),
     responses((status = 200, description = "A page of conversations", body = ConversationPage),
@@ -167,22 +156,19 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 100".to_owned()));
-    }
-    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let page = state
+    let limit = paging::limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(paging::decode_cursor)
+        .transpose()?;
+    let rows = state
         .store
         .conversations(&caller.principal.id, before, limit + 1)
         .await?;
-    let more = page.len() as i64 > limit;
-    let page: Vec<Conversation> = page.into_iter().take(limit as usize).collect();
-    let next_cursor = if more {
-        page.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let (page, next_cursor) = paging::page(rows, limit, |c: &Conversation| {
+        (c.updated_at, c.id.as_str())
+    });
     Ok(Json(ConversationPage {
         conversations: page.into_iter().map(view).collect(),
         next_cursor,

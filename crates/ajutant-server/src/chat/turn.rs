@@ -338,17 +338,12 @@ async fn authorize_turn(
             context.path
         )));
     }
-    if assistant.row.status != "active" {
-        return Err(ApiError::Unavailable(format!(
-            "the assistant {} is switched off{}",
-            assistant.row.id,
-            assistant
-                .row
-                .status_reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        )));
+    let switches = state.switches.current();
+    if let Some(disabled) = switches.blocks(
+        Some(&assistant.row.id),
+        Some(&assistant.definition.deployment),
+    ) {
+        return Err(ApiError::Unavailable(disabled.message));
     }
     Ok(assistant)
 }
@@ -470,6 +465,13 @@ async fn pump(
     } = opened;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let disabled = turn
+        .state
+        .switches
+        .disabled(Some(turn.assistant_id.clone()), Some(served_by.clone()));
+    tokio::pin!(disabled);
+    // Set when a kill switch ended the answer: `assistant_disabled`, ...
+    let mut code: Option<&'static str> = None;
     let mut text = String::new();
     let mut usage = Usage::default();
     let (status, error): (&'static str, Option<String>) = loop {
@@ -477,6 +479,11 @@ async fn pump(
             biased;
             () = events.closed() => break ("partial", Some("the client went away".to_owned())),
             () = &mut deadline => break ("partial", Some(format!("the answer took longer than {} s", timeout.as_secs()))),
+            // A kill switch ends a running answer: the user is told, the text so far is kept.
+            off = &mut disabled => {
+                code = Some(off.code);
+                break (if text.is_empty() { "failed" } else { "partial" }, Some(off.message));
+            }
             event = stream.next() => match event {
                 None => break ("complete", None),
                 Some(Ok(ChatEvent::Text(delta))) => {
@@ -523,7 +530,12 @@ async fn pump(
             } else {
                 sse(
                     "error",
-                    &json!({ "message": error, "status": status, "message_id": message.id }),
+                    &json!({
+                        "message": error,
+                        "status": status,
+                        "code": code,
+                        "message_id": message.id,
+                    }),
                 )
             };
             let _ = events.send(event).await;

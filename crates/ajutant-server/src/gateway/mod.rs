@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::identity::Caller;
+use crate::ops::switches::{Disabled, InForce};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use ajutant_store::{UsageLog, UsageRecord};
@@ -138,6 +139,18 @@ impl Gateway {
                 "model calls are switched off platform-wide",
             ));
         }
+        if let Some(disabled) = state
+            .switches
+            .current()
+            .blocks(None, Some(&deployment.config.name))
+        {
+            return Err(OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                disabled.message,
+            )
+            .with_code(disabled.code));
+        }
         if !deployment.config.enabled {
             return Err(OpenAiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -232,13 +245,25 @@ impl Gateway {
             })
     }
 
-    /// `first`, then its fallbacks in order (those that exist and offer `capability`).
-    fn chain(&self, first: Arc<Deployment>, capability: Capability) -> Vec<Arc<Deployment>> {
+    /// Whether a deployment of this name exists (configured or stored).
+    pub(crate) fn has_deployment(&self, name: &str) -> bool {
+        self.deployments.current().get(name).is_some()
+    }
+
+    /// `first`, then its fallbacks in order (those that exist, offer `capability` and are
+    /// not switched off).
+    fn chain(
+        &self,
+        first: Arc<Deployment>,
+        capability: Capability,
+        switches: &InForce,
+    ) -> Vec<Arc<Deployment>> {
         let registry = self.deployments.current();
         let mut chain = vec![Arc::clone(&first)];
         for name in &first.config.fallbacks {
             if let Some(next) = registry.get(name)
                 && next.offers(capability)
+                && switches.deployment(name).is_none()
                 && !chain.iter().any(|d| d.config.name == *name)
             {
                 chain.push(Arc::clone(next));
@@ -603,7 +628,7 @@ async fn chat_completions(
     let prompt = answer_audit
         .as_ref()
         .map(|_| prompt_for_audit(&call.request.messages));
-    let chain = gateway.chain(deployment, Capability::Chat);
+    let chain = gateway.chain(deployment, Capability::Chat, &state.switches.current());
     let origin = CallOrigin {
         context: &context,
         caller: &caller,
@@ -659,6 +684,8 @@ async fn chat_completions(
             return Err(upstream_error(&error));
         }
     };
+    // A kill switch pulled while the answer streams ends it.
+    let disabled = Box::pin(state.switches.disabled(None, Some(served_by.clone())));
     meter.served_by = Some(served_by);
     let translator = StreamTranslator {
         id,
@@ -671,7 +698,7 @@ async fn chat_completions(
         answer: String::new(),
         tool_calls: Vec::new(),
     };
-    let mut response = Response::new(Body::from_stream(sse_body(events, translator)));
+    let mut response = Response::new(Body::from_stream(sse_body(events, translator, disabled)));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -783,19 +810,38 @@ impl StreamTranslator {
 
 /// The SSE body: one event per upstream event, written as soon as it arrives, then `[DONE]`.
 /// An upstream error ends the stream with an `error` event instead of `[DONE]`, so a broken
-/// answer never looks finished. When the caller goes away, axum drops this stream and with it
-/// the upstream request.
+/// answer never looks finished; so does a kill switch pulled on the platform or the serving
+/// deployment mid-answer. When the caller goes away, axum drops this stream and with it the
+/// upstream request.
 fn sse_body(
     events: ajutant_core::model::ChatStream,
     translator: StreamTranslator,
+    disabled: std::pin::Pin<Box<dyn std::future::Future<Output = Disabled> + Send>>,
 ) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> + Send {
-    futures::stream::unfold(Some((events, translator)), |state| async move {
-        let (mut events, mut translator) = state?;
+    futures::stream::unfold(Some((events, translator, disabled)), |state| async move {
+        let (mut events, mut translator, mut disabled) = state?;
         loop {
-            match events.next().await {
+            let next = tokio::select! {
+                biased;
+                off = &mut disabled => {
+                    // Dropping `events` afterwards cancels the upstream call.
+                    translator.meter.finish("cancelled");
+                    translator.audit_answer().await;
+                    let data = OpenAiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        off.message,
+                    )
+                    .with_code(off.code)
+                    .body();
+                    return Some((Ok(format!("data: {data}\n\n")), None));
+                }
+                next = events.next() => next,
+            };
+            match next {
                 Some(Ok(event)) => {
                     if let Some(data) = translator.chunk(event) {
-                        let next = Some((events, translator));
+                        let next = Some((events, translator, disabled));
                         return Some((Ok(format!("data: {data}\n\n")), next));
                     }
                 }
@@ -835,7 +881,11 @@ async fn embeddings(
             Capability::Embeddings,
         )
         .await?;
-    let chain = gateway.chain(deployment, Capability::Embeddings);
+    let chain = gateway.chain(
+        deployment,
+        Capability::Embeddings,
+        &state.switches.current(),
+    );
     let span = model_span("embeddings", &chain[0]);
     let mut meter = CallMeter::new(
         &state,

@@ -63,7 +63,11 @@ pub struct UsageReport {
     pub lines: Vec<UsageReportLine>,
 }
 
-fn day(name: &str, value: Option<String>, default: time::Date) -> Result<time::Date, ApiError> {
+pub(crate) fn day(
+    name: &str,
+    value: Option<String>,
+    default: time::Date,
+) -> Result<time::Date, ApiError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     match value {
         None => Ok(default),

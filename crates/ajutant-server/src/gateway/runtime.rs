@@ -88,14 +88,21 @@ impl Gateway {
                     message: e.message,
                     retry_after: e.retry_after,
                 })?;
-        } else if !self.settings.enabled || !found.config.enabled {
+        } else if !self.settings.enabled
+            || !found.config.enabled
+            || state
+                .switches
+                .current()
+                .blocks(None, Some(&found.config.name))
+                .is_some()
+        {
             return Err(RuntimeCallError::Refused {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: format!("model calls to `{deployment}` are switched off"),
                 retry_after: None,
             });
         }
-        Ok(self.chain(found, capability))
+        Ok(self.chain(found, capability, &state.switches.current()))
     }
 
     /// Opens a streamed chat call for `principal`, whose limits apply.

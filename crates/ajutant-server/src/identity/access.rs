@@ -3,7 +3,7 @@
 //! to the audit trail (denials and allowed protected actions alike), and turns a denial into the
 //! same 404 an absent resource gets, so a caller learns nothing about what they may not see.
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_core::policy::{Action, Decision, RoleBinding, decide};
 
 use super::Caller;
@@ -32,6 +32,19 @@ pub(crate) async fn authorize(
     action: Action,
     resource: &str,
 ) -> Result<(), ApiError> {
+    authorized_as(state, context, caller, action, resource)
+        .await
+        .map(|_| ())
+}
+
+/// As [`authorize`], returning the role that allowed it (for records that keep it).
+pub(crate) async fn authorized_as(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    action: Action,
+    resource: &str,
+) -> Result<&'static str, ApiError> {
     let decision = decide(&caller.principal, &bindings(state).await?, &action);
     let (outcome, details) = match decision {
         Decision::Allowed(role) => (Outcome::Allowed, serde_json::json!({ "role": role })),
@@ -39,11 +52,10 @@ pub(crate) async fn authorize(
     };
     let event = caller
         .event(context, action.name(), resource, outcome)
-        .with_origin(context.origin())
         .with_details(details);
     state.record(event).await?;
     match decision {
-        Decision::Allowed(_) => Ok(()),
+        Decision::Allowed(role) => Ok(role.as_str()),
         Decision::Denied => Err(ApiError::NotFound(format!(
             "no resource at {}",
             context.path
@@ -60,20 +72,29 @@ pub(crate) async fn authorize_owner_or(
     owner_group: Option<&str>,
     (action, resource): (Action, &str),
 ) -> Result<(), ApiError> {
+    owner_or_authorized_as(state, context, caller, owner_group, (action, resource))
+        .await
+        .map(|_| ())
+}
+
+/// As [`authorize_owner_or`], returning what allowed it: `owner_group` or a role.
+pub(crate) async fn owner_or_authorized_as(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    owner_group: Option<&str>,
+    (action, resource): (Action, &str),
+) -> Result<&'static str, ApiError> {
     if let Some(group) = owner_group
         && ajutant_core::policy::in_owner_group(&caller.principal, Some(group))
     {
-        let event = AuditEvent::new(
-            caller.principal.actor(),
-            action.name(),
-            resource,
-            Outcome::Allowed,
-        )
-        .with_details(serde_json::json!({ "role": "owner_group", "group": group }));
+        let event = caller
+            .event(context, action.name(), resource, Outcome::Allowed)
+            .with_details(serde_json::json!({ "role": "owner_group", "group": group }));
         state.record(event).await?;
-        return Ok(());
+        return Ok("owner_group");
     }
-    authorize(state, context, caller, action, resource).await
+    authorized_as(state, context, caller, action, resource).await
 }
 
 /// Whether the policy allows `action`, without recording anything: for deciding what a list

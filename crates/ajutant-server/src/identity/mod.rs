@@ -188,6 +188,11 @@ impl Identity {
         })
     }
 
+    /// Where browsers reach this instance.
+    pub(crate) fn public_url(&self) -> &Url {
+        &self.inner.public_url
+    }
+
     pub(crate) fn dev_idp(&self) -> Option<&DevIdp> {
         self.inner.dev_idp.as_ref()
     }

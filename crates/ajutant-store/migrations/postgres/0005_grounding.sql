@@ -116,10 +116,6 @@ CREATE TABLE ingestion_items (
 CREATE TABLE assistants (
     id               TEXT PRIMARY KEY,        -- a slug: hr-helpdesk
     current_version  BIGINT NOT NULL,
-    status           TEXT NOT NULL CHECK (status IN ('active', 'killed')),
-    status_by        TEXT,
-    status_reason    TEXT,
-    status_at        TIMESTAMPTZ,
     created_by       TEXT NOT NULL,
     created_at       TIMESTAMPTZ NOT NULL
 );

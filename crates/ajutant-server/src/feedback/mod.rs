@@ -1,0 +1,599 @@
+//! Feedback on answers. The conversation's owner gives it (one per answer, editable); it is
+//! stored with what was judged (question, answer, citations, assistant version, deployment,
+//! trace id) and goes to the assistant's owners' inbox. Feedback that the `[feedback]` rules
+//! call serious also escalates: an incident, the operations feed and one outbox row per
+//! webhook, written in the same transaction as the feedback. Nothing here is sent to a model.
+
+pub(crate) mod analytics;
+
+use ajutant_core::audit::Outcome;
+use ajutant_core::feedback::Category;
+use ajutant_core::policy::Action;
+use ajutant_store::{Escalation, Feedback, FeedbackFilter, NewFeedback, NewNotification};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::assistants::{self, Loaded};
+use crate::gateway::reports::day;
+use crate::identity::Caller;
+use crate::identity::access::authorize_owner_or;
+use crate::notify::format::EscalationNotice;
+use crate::paging;
+use crate::problem::{ApiError, Problem};
+use crate::request::RequestContext;
+
+const MAX_COMMENT_CHARS: usize = 4000;
+/// A day; more than that saved by one answer is a typo.
+const MAX_MINUTES_SAVED: i64 = 1440;
+const MAX_ANALYTICS_DAYS: i64 = 366;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(give, mine))
+        .routes(routes!(inbox))
+        .routes(routes!(figures))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    /// Was the answer helpful?
+    pub helpful: Option<bool>,
+    /// Minutes the answer saved, 0 to 1440.
+    pub time_saved_minutes: Option<i64>,
+    /// What went wrong: inaccurate, incomplete, outdated_source, unhelpful, factual_error,
+    /// ethical_concern, harmful_content, explainability, privacy.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    pub comment: Option<String>,
+    /// "Report a serious issue": escalates to IT operations.
+    #[serde(default)]
+    pub serious: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackView {
+    pub id: String,
+    pub message_id: String,
+    pub assistant_id: String,
+    pub assistant_version: i64,
+    pub helpful: Option<bool>,
+    pub time_saved_minutes: Option<i64>,
+    pub categories: Vec<String>,
+    pub comment: Option<String>,
+    pub serious: bool,
+    /// Sent to IT operations; `incident_id` names the incident.
+    pub escalated: bool,
+    pub incident_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub updated_at: OffsetDateTime,
+}
+
+fn view(feedback: Feedback, incident_id: Option<String>) -> FeedbackView {
+    FeedbackView {
+        categories: feedback.category_list(),
+        id: feedback.id,
+        message_id: feedback.message_id,
+        assistant_id: feedback.assistant_id,
+        assistant_version: feedback.assistant_version,
+        helpful: feedback.helpful,
+        time_saved_minutes: feedback.time_saved_minutes,
+        comment: feedback.comment,
+        serious: feedback.serious,
+        escalated: feedback.escalated,
+        incident_id,
+        created_at: feedback.created_at,
+        updated_at: feedback.updated_at,
+    }
+}
+
+/// The body, checked: known categories (each once), sane numbers, something said.
+fn checked(body: &FeedbackBody) -> Result<(Vec<Category>, Option<String>), ApiError> {
+    let mut categories = Vec::new();
+    for code in &body.categories {
+        let category = Category::parse(code).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown category {code:?}; use one of {}",
+                Category::codes()
+            ))
+        })?;
+        if !categories.contains(&category) {
+            categories.push(category);
+        }
+    }
+    if let Some(minutes) = body.time_saved_minutes
+        && !(0..=MAX_MINUTES_SAVED).contains(&minutes)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "time_saved_minutes must be 0 to {MAX_MINUTES_SAVED}"
+        )));
+    }
+    let comment = body
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    if comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "comment must be at most {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    if body.helpful.is_none()
+        && body.time_saved_minutes.is_none()
+        && categories.is_empty()
+        && comment.is_none()
+        && !body.serious
+    {
+        return Err(ApiError::BadRequest(
+            "feedback must say something: helpful, time saved, a category, a comment or serious"
+                .to_owned(),
+        ));
+    }
+    Ok((categories, comment))
+}
+
+/// The answer `message_id`, if it is in one of the caller's conversations; anything else is
+/// 404 (audited when it is someone else's). Returns the answer, the question before it and the
+/// conversation's assistant.
+async fn own_answer(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    message_id: &str,
+) -> Result<(ajutant_store::Message, String, String), ApiError> {
+    let not_found = || ApiError::NotFound(format!("no resource at {}", context.path));
+    let message = state
+        .store
+        .message(message_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let Some(conversation) = state
+        .store
+        .conversation(&caller.principal.id, &message.conversation_id)
+        .await?
+    else {
+        state
+            .record(
+                caller
+                    .event(
+                        context,
+                        "feedback.give",
+                        format!("message/{message_id}"),
+                        Outcome::Denied,
+                    )
+                    .with_details(json!({ "reason": "not the conversation's owner" })),
+            )
+            .await?;
+        return Err(not_found());
+    };
+    if message.role != "assistant" {
+        return Err(ApiError::BadRequest(
+            "feedback is given on answers, not on questions".to_owned(),
+        ));
+    }
+    let question = state
+        .store
+        .messages(&conversation.id)
+        .await?
+        .into_iter()
+        .rfind(|m| m.seq < message.seq && m.role == "user")
+        .map(|m| m.content)
+        .unwrap_or_default();
+    Ok((message, question, conversation.assistant_id))
+}
+
+/// Give (or change) feedback on an answer in one of the caller's conversations. Feedback
+/// flagged serious, or naming a category the organisation treats as serious, also escalates
+/// to IT operations: the answer says so with the incident's id.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "an axum handler: one argument per extractor"
+)]
+#[utoipa::path(operation_id = "give_feedback", post, path = "/api/v1/messages/{id}/feedback", tag = "feedback",
+    params(("id" = String, Path, description = "The answer's message id")),
+    request_body = FeedbackBody,
+    responses((status = 201, description = "Given", body = FeedbackView),
+        (status = 200, description = "Changed: it replaced the caller's earlier feedback", body = FeedbackView),
+        (status = 400, description = "Invalid, or not an answer", body = Problem),
+        (status = 404, description = "Not found, or not the caller's", body = Problem)))]
+async fn give(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<FeedbackBody>,
+) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
+    let (categories, comment) = checked(&body)?;
+    let (message, question, assistant_id) = own_answer(&state, &context, &caller, &id).await?;
+    let assistant = assistants::load(&state, &assistant_id).await?;
+    let reasons = state
+        .config
+        .feedback
+        .escalation_reasons(body.serious, &categories);
+    let now = OffsetDateTime::now_utc();
+    let new = NewFeedback {
+        message_id: message.id.clone(),
+        conversation_id: message.conversation_id.clone(),
+        assistant_id: assistant_id.clone(),
+        assistant_version: message.assistant_version.unwrap_or_default(),
+        deployment: message.deployment.clone(),
+        trace_id: message.trace_id.clone(),
+        citations: message.citations.clone(),
+        question,
+        answer: message.content.clone(),
+        principal_id: caller.principal.id.clone(),
+        principal_name: caller.principal.display_name.clone(),
+        helpful: body.helpful,
+        time_saved_minutes: body.time_saved_minutes,
+        categories: categories.iter().map(|c| c.as_str().to_owned()).collect(),
+        comment: comment.clone(),
+        serious: body.serious,
+    };
+    let escalation = if reasons.is_empty() {
+        None
+    } else {
+        Some(escalation(&state, &new, assistant.as_ref(), now)?)
+    };
+    let saved = state
+        .store
+        .save_feedback(&new, escalation.as_ref(), now)
+        .await?;
+    if saved.opened {
+        state.bus.poke();
+        state.notifier.poke();
+        metrics::counter!("ajutant_escalations_total").increment(1);
+    }
+    metrics::counter!("ajutant_feedback_total", "escalated" => if saved.opened { "yes" } else { "no" })
+        .increment(1);
+    let incident_id = saved.incident.as_ref().map(|i| i.id.clone());
+    state
+        .record(
+            caller
+                .event(
+                    &context,
+                    "feedback.give",
+                    format!("message/{}", message.id),
+                    Outcome::Allowed,
+                )
+                .with_details(json!({
+                    "feedback": saved.feedback.id,
+                    "assistant": assistant_id,
+                    "assistant_version": saved.feedback.assistant_version,
+                    "helpful": body.helpful,
+                    "categories": new.categories,
+                    "serious": body.serious,
+                    "changed": !saved.created,
+                    "escalation": reasons,
+                    "incident": incident_id,
+                    "incident_opened": saved.opened,
+                })),
+        )
+        .await?;
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(saved.feedback, incident_id))))
+}
+
+/// The incident, notifications and notice for feedback that escalates.
+fn escalation(
+    state: &AppState,
+    new: &NewFeedback,
+    assistant: Option<&Loaded>,
+    now: OffsetDateTime,
+) -> Result<Escalation, ApiError> {
+    let incident_id = uuid::Uuid::now_v7().to_string();
+    let incident_url = state
+        .identity
+        .public_url()
+        .join(&format!("api/v1/ops/incidents/{incident_id}"))
+        .ok()
+        .map(String::from);
+    let notice = EscalationNotice {
+        incident_id: incident_id.clone(),
+        assistant_id: new.assistant_id.clone(),
+        assistant_name: assistant
+            .map(|a| a.definition.name.clone())
+            .unwrap_or_else(|| new.assistant_id.clone()),
+        assistant_version: new.assistant_version,
+        deployment: new.deployment.clone(),
+        categories: new.categories.clone(),
+        serious: new.serious,
+        helpful: new.helpful,
+        comment: new.comment.clone(),
+        reported_by: new.principal_name.clone(),
+        message_id: new.message_id.clone(),
+        conversation_id: new.conversation_id.clone(),
+        trace_id: new.trace_id.clone(),
+        opened_at: now,
+        incident_url,
+    };
+    let payload = serde_json::to_string(&notice).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let notifications = state
+        .config
+        .notifications
+        .webhooks
+        .iter()
+        .map(|target| NewNotification {
+            id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            target: target.name.clone(),
+            event: "incident.opened".to_owned(),
+            payload: payload.clone(),
+        })
+        .collect();
+    Ok(Escalation {
+        incident_id,
+        notifications,
+    })
+}
+
+/// The caller's own feedback on an answer.
+#[utoipa::path(operation_id = "get_my_feedback", get, path = "/api/v1/messages/{id}/feedback", tag = "feedback",
+    params(("id" = String, Path, description = "The answer's message id")),
+    responses((status = 200, description = "The caller's feedback", body = FeedbackView),
+        (status = 404, description = "None given, or not the caller's answer", body = Problem)))]
+async fn mine(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<FeedbackView>, ApiError> {
+    let feedback = state
+        .store
+        .feedback_of(&id, &caller.principal.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no resource at {}", context.path)))?;
+    let incident = state.store.incident_for_feedback(&feedback.id).await?;
+    Ok(Json(view(feedback, incident.map(|i| i.id))))
+}
+
+/// The assistant, if the caller owns it (owner group, an `assistant_owner` binding) or is a
+/// platform admin; anyone else gets 404, audited.
+async fn owned(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    id: &str,
+) -> Result<Loaded, ApiError> {
+    let Some(assistant) = assistants::load(state, id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no resource at {}",
+            context.path
+        )));
+    };
+    authorize_owner_or(
+        state,
+        context,
+        caller,
+        assistant.definition.owner_group.as_deref(),
+        (
+            Action::EditAssistant(id.to_owned()),
+            &format!("assistant/{id}/feedback"),
+        ),
+    )
+    .await?;
+    Ok(assistant)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxParams {
+    pub helpful: Option<bool>,
+    /// Only feedback naming this category.
+    pub category: Option<String>,
+    pub serious: Option<bool>,
+    /// Only feedback that went (or did not go) to IT operations.
+    pub escalated: Option<bool>,
+    /// Only feedback on answers from this assistant version.
+    pub version: Option<i64>,
+    /// First day, `YYYY-MM-DD` (UTC).
+    pub from: Option<String>,
+    /// Last day, inclusive.
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    /// 1 to 100, default 50.
+    pub limit: Option<i64>,
+}
+
+/// Feedback as an assistant's owners see it: what was judged and what was said, without who
+/// said it (people speak more freely when their name is not attached; IT operations see the
+/// reporter of an escalation on its incident).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxItem {
+    pub id: String,
+    pub message_id: String,
+    pub assistant_version: i64,
+    pub deployment: Option<String>,
+    pub trace_id: Option<String>,
+    pub question: String,
+    pub answer: String,
+    #[schema(value_type = Vec<Object>)]
+    pub citations: Value,
+    pub helpful: Option<bool>,
+    pub time_saved_minutes: Option<i64>,
+    pub categories: Vec<String>,
+    pub comment: Option<String>,
+    pub serious: bool,
+    pub escalated: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    pub items: Vec<InboxItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// An assistant's feedback inbox, newest first. For its owners and platform admins.
+#[utoipa::path(operation_id = "assistant_feedback_inbox", get, path = "/api/v1/assistants/{id}/feedback", tag = "feedback",
+    params(("id" = String, Path, description = "The assistant's id"), InboxParams),
+    responses((status = 200, description = "A page of feedback", body = InboxPage),
+        (status = 400, description = "Bad filter, cursor or limit", body = Problem),
+        (status = 404, description = "Not found, or not the caller's to read", body = Problem)))]
+async fn inbox(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<InboxParams>,
+) -> Result<Json<InboxPage>, ApiError> {
+    owned(&state, &context, &caller, &id).await?;
+    if let Some(code) = params.category.as_deref()
+        && Category::parse(code).is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown category {code:?}; use one of {}",
+            Category::codes()
+        )));
+    }
+    let since = params
+        .from
+        .clone()
+        .map(|from| day("from", Some(from), OffsetDateTime::UNIX_EPOCH.date()))
+        .transpose()?
+        .map(|d| d.midnight().assume_utc());
+    let until = params
+        .to
+        .clone()
+        .map(|to| day("to", Some(to), OffsetDateTime::UNIX_EPOCH.date()))
+        .transpose()?
+        .map(|d| d.midnight().assume_utc() + time::Duration::days(1));
+    let limit = paging::limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(paging::decode_cursor)
+        .transpose()?;
+    let filter = FeedbackFilter {
+        helpful: params.helpful,
+        category: params.category,
+        serious: params.serious,
+        escalated: params.escalated,
+        version: params.version,
+        since,
+        until,
+    };
+    let rows = state
+        .store
+        .assistant_feedback(&id, &filter, before, limit + 1)
+        .await?;
+    let (rows, next_cursor) =
+        paging::page(rows, limit, |f: &Feedback| (f.created_at, f.id.as_str()));
+    Ok(Json(InboxPage {
+        items: rows
+            .into_iter()
+            .map(|f| InboxItem {
+                categories: f.category_list(),
+                citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
+                id: f.id,
+                message_id: f.message_id,
+                assistant_version: f.assistant_version,
+                deployment: f.deployment,
+                trace_id: f.trace_id,
+                question: f.question,
+                answer: f.answer,
+                helpful: f.helpful,
+                time_saved_minutes: f.time_saved_minutes,
+                comment: f.comment,
+                serious: f.serious,
+                escalated: f.escalated,
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AnalyticsParams {
+    /// First day, `YYYY-MM-DD` (UTC); default: 30 days before `to`.
+    pub from: Option<String>,
+    /// Last day, inclusive; default: today.
+    pub to: Option<String>,
+    /// `day` (default) or `week`.
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Analytics {
+    pub assistant_id: String,
+    pub from: String,
+    pub to: String,
+    pub bucket: String,
+    #[serde(flatten)]
+    pub breakdown: analytics::Breakdown,
+}
+
+/// An assistant's feedback figures: helpful rate, time saved (total and median), counts per
+/// category, by version and over time. For its owners and platform admins.
+#[utoipa::path(operation_id = "assistant_feedback_analytics", get, path = "/api/v1/assistants/{id}/feedback/analytics", tag = "feedback",
+    params(("id" = String, Path, description = "The assistant's id"), AnalyticsParams),
+    responses((status = 200, description = "The figures", body = Analytics),
+        (status = 400, description = "Bad dates or bucket", body = Problem),
+        (status = 404, description = "Not found, or not the caller's to read", body = Problem)))]
+async fn figures(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<AnalyticsParams>,
+) -> Result<Json<Analytics>, ApiError> {
+    owned(&state, &context, &caller, &id).await?;
+    let bucket = match params.bucket.as_deref().unwrap_or("day") {
+        "day" => analytics::Bucket::Day,
+        "week" => analytics::Bucket::Week,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "bucket must be day or week".to_owned(),
+            ));
+        }
+    };
+    let today = OffsetDateTime::now_utc().date();
+    let to = day("to", params.to, today)?;
+    let from = day("from", params.from, to - time::Duration::days(30))?;
+    if from > to || (to - from).whole_days() > MAX_ANALYTICS_DAYS {
+        return Err(ApiError::BadRequest(format!(
+            "from must not be after to, and the figures cover at most {MAX_ANALYTICS_DAYS} days"
+        )));
+    }
+    let facts = state
+        .store
+        .feedback_facts(
+            &id,
+            from.midnight().assume_utc(),
+            to.midnight().assume_utc() + time::Duration::days(1),
+        )
+        .await?;
+    Ok(Json(Analytics {
+        assistant_id: id,
+        from: from.to_string(),
+        to: to.to_string(),
+        bucket: params.bucket.unwrap_or_else(|| "day".to_owned()),
+        breakdown: analytics::compute(&facts, bucket),
+    }))
+}
