@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate`, `config check|example`, `audit verify|export`,
-//! `apikey create|list|revoke`.
+//! `apikey create|list|revoke`, and the clients of a running server: `ingest`,
+//! `kill|revive assistant|deployment|platform`, `switches`.
 //! Exit codes: 0 success, 1 a check failed (a broken audit chain), 2 bad configuration or
 //! arguments, 3 anything else went wrong.
 
@@ -18,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::apikey_commands::{self, CreateArgs, RevokeArgs};
 use crate::audit_commands::{self, ExportArgs, Verdict, VerifyArgs};
+use crate::switch_commands::{self, Direction, SwitchError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +70,22 @@ enum Command {
     Apikey(ApikeyCommand),
     /// Upload a file or folder to a collection of a running server and follow the ingestion.
     Ingest(crate::ingest_command::IngestArgs),
+    /// Switch off an assistant, a deployment or the whole platform on a running server.
+    #[command(
+        subcommand,
+        subcommand_value_name = "TARGET",
+        subcommand_help_heading = "Targets"
+    )]
+    Kill(switch_commands::Target),
+    /// Switch an assistant, a deployment or the platform back on, on a running server.
+    #[command(
+        subcommand,
+        subcommand_value_name = "TARGET",
+        subcommand_help_heading = "Targets"
+    )]
+    Revive(switch_commands::Target),
+    /// List a running server's kill switches and their states.
+    Switches(switch_commands::ListArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +128,15 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Ingest(args) = cli.command {
         return ingest(args);
     }
+    if let Command::Kill(target) = cli.command {
+        return switch(switch_commands::change(target, Direction::Kill));
+    }
+    if let Command::Revive(target) = cli.command {
+        return switch(switch_commands::change(target, Direction::Revive));
+    }
+    if let Command::Switches(args) = cli.command {
+        return switch(switch_commands::list(args));
+    }
     let config = match load_config(&cli) {
         Ok(config) => config,
         Err(error) => {
@@ -124,7 +151,9 @@ pub fn run(cli: Cli) -> ExitCode {
         )),
         Command::Config(ConfigCommand::Example) => write_stdout(config::EXAMPLE),
         Command::Serve(_) => report(serve(config)),
-        Command::Ingest(_) => ExitCode::from(2),
+        Command::Ingest(_) | Command::Kill(_) | Command::Revive(_) | Command::Switches(_) => {
+            ExitCode::from(2)
+        }
         Command::Migrate => report(with_runtime(&config, migrate)),
         Command::Audit(AuditCommand::Verify(args)) => {
             match with_runtime(&config, |store| audit_commands::verify(store, args)) {
@@ -305,6 +334,31 @@ fn ingest(args: crate::ingest_command::IngestArgs) -> ExitCode {
                 IngestError::SomeFailed { .. } => 1,
                 IngestError::Usage(_) => 2,
                 IngestError::Server(_) => 3,
+            })
+        }
+    }
+}
+
+/// `ajutant kill | revive | switches`: clients of a running server like `ingest`, so they need
+/// no configuration of their own.
+fn switch(command: impl Future<Output = Result<String, SwitchError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ajutant: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(text) => write_stdout(&text),
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "ajutant: {error}");
+            ExitCode::from(match error {
+                SwitchError::Usage(_) => 2,
+                SwitchError::Server(_) => 3,
             })
         }
     }

@@ -4,6 +4,7 @@ mod apikey_commands;
 mod audit_commands;
 mod cli;
 mod ingest_command;
+mod switch_commands;
 
 use std::process::ExitCode;
 

@@ -492,3 +492,152 @@ async fn ingest_uploads_a_folder_and_reports_each_failure() {
     );
     app.stop().await.unwrap();
 }
+
+/// A platform API key acting with `group`, created through the admin API by a platform admin.
+async fn api_key_with_group(app: &ajutant_testkit::TestApp, name: &str, group: &str) -> String {
+    use ajutant_testkit::identity::{access_token, client, demo_user};
+    let admin = access_token(app, &demo_user("ada@example.org"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot sign in as the admin: {e:#}"));
+    let created: serde_json::Value = client()
+        .post(app.url("/api/v1/admin/api-keys"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "name": name, "groups": [group] }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("cannot create the API key: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("the created API key is not JSON: {e}"));
+    created["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no key in {created}"))
+        .to_owned()
+}
+
+/// Runs the binary off the async workers, which serve the test app meanwhile.
+async fn run_against(server: &str, key: &str, args: &[&str]) -> (i32, String, String) {
+    let mut command = ajutant(args);
+    command
+        .args(["--server", server])
+        .env("AJUTANT_API_KEY", key);
+    tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap_or_else(|e| panic!("the command's thread failed: {e}"))
+}
+
+/// IT operations switch the platform off from the command line, and the gateway refuses; only
+/// a platform admin may switch it back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_revive_through_the_cli() {
+    use ajutant_core::config::{DEMO_ADMINS, DEMO_IT_OPS};
+    use ajutant_testkit::TestApp;
+    use serde_json::{Value, json};
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let operations = api_key_with_group(&app, "ops-oncall", DEMO_IT_OPS).await;
+    let admin = api_key_with_group(&app, "platform-admin", DEMO_ADMINS).await;
+    let server = app.url("");
+    let chat = || {
+        let request = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&operations)
+            .json(&json!({ "model": "offline",
+                           "messages": [{ "role": "user", "content": "Say hello." }] }));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(chat().await, 200, "the gateway works before the drill");
+
+    let (code, stdout, stderr) = run_against(
+        &server,
+        &operations,
+        &["kill", "platform", "--reason", "drill"],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("platform: killed by "), "{stdout}");
+    assert!(stdout.contains("(reason: drill)"), "{stdout}");
+
+    let (code, stdout, stderr) = run_against(&server, &operations, &["switches", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    let platform = listed["switches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "platform")
+        .unwrap_or_else(|| panic!("no platform switch in {listed}"));
+    assert_eq!(platform["state"], "killed", "{platform}");
+    assert_eq!(platform["reason"], "drill", "{platform}");
+    assert!(platform["id"].is_null(), "{platform}");
+    let (code, table, stderr) = run_against(&server, &operations, &["switches"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.starts_with("TARGET"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("platform ") && line.contains(" killed ")),
+        "{table}"
+    );
+
+    assert_eq!(chat().await, 503, "the platform is off");
+
+    let (code, stdout, stderr) = run_against(
+        &server,
+        &operations,
+        &["revive", "platform", "--reason", "drill over"],
+    )
+    .await;
+    assert_eq!(
+        code, 3,
+        "only platform admins revive the platform: {stdout}"
+    );
+    assert!(
+        stderr.contains("404") && stderr.contains("may not switch the platform"),
+        "{stderr}"
+    );
+    assert_eq!(chat().await, 503, "still off");
+
+    let (code, stdout, stderr) = run_against(
+        &server,
+        &admin,
+        &["revive", "platform", "--reason", "drill over"],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.starts_with("platform: revived by "), "{stdout}");
+    assert!(stdout.contains("(reason: drill over)"), "{stdout}");
+
+    assert_eq!(chat().await, 200, "the platform is back");
+    app.stop().await.unwrap();
+}
+
+#[test]
+fn kill_without_a_target_id_is_a_usage_error() {
+    let (code, stdout, stderr) = run(&mut ajutant(&[
+        "kill",
+        "assistant",
+        "--reason",
+        "leaks salaries",
+        "--server",
+        "http://127.0.0.1:9",
+        "--api-key",
+        "ajk_0000000000_x",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("<ID>"), "{stderr}");
+
+    let (code, _, stderr) = run(&mut ajutant(&[
+        "revive",
+        "platform",
+        "--server",
+        "http://127.0.0.1:9",
+        "--api-key",
+        "ajk_0000000000_x",
+    ]));
+    assert_eq!(code, 2, "a reason is required: {stderr}");
+    assert!(stderr.contains("--reason"), "{stderr}");
+}
