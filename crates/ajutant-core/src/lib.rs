@@ -3,6 +3,7 @@
 //! the other way round.
 
 pub mod audit;
+pub mod audit_export;
 pub mod config;
 pub mod feedback;
 pub mod model;

@@ -78,6 +78,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(
             api.merge(sessions::router())
                 .merge(gateway::router())
+                .merge(crate::web::router())
                 .with_state(state.clone()),
         )
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));

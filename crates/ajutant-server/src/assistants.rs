@@ -197,7 +197,7 @@ async fn can_edit(state: &AppState, caller: &Caller, loaded: &Loaded) -> Result<
 /// The assistants the caller may use or edit.
 #[utoipa::path(operation_id = "list_assistants", get, path = "/api/v1/assistants", tag = "assistants",
     responses((status = 200, description = "Assistants the caller may use or edit", body = [AssistantView])))]
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<AssistantView>>, ApiError> {
@@ -292,7 +292,7 @@ async fn create(
     params(("id" = String, Path, description = "The assistant's id")),
     responses((status = 200, description = "The assistant", body = AssistantView),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -395,7 +395,7 @@ async fn editable(
     params(("id" = String, Path, description = "The assistant's id")),
     responses((status = 200, description = "Oldest first", body = [VersionView]),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn versions(
+pub(crate) async fn versions(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -421,7 +421,7 @@ async fn versions(
         ("version" = i64, Path, description = "The version")),
     responses((status = 200, description = "The version", body = VersionView),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn version(
+pub(crate) async fn version(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,

@@ -17,7 +17,9 @@ pub mod ops;
 mod paging;
 pub mod problem;
 pub mod request;
+mod sse;
 pub mod telemetry;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -80,7 +80,7 @@ impl From<ajutant_store::StoreError> for ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -146,6 +146,10 @@ pub(crate) async fn finish(response: Response, context: &RequestContext, path: &
         None if is_json(&parts.headers) => {
             return Response::from_parts(parts, body);
         }
+        // A page's error, rendered for people by the web UI.
+        None if is_html(&parts.headers) => {
+            return Response::from_parts(parts, body);
+        }
         None if status.is_client_error() && is_plain_text(&parts.headers) => {
             // Framework rejections explain themselves in plain text ("missing field `x`").
             axum::body::to_bytes(body, MAX_DETAIL_BYTES)
@@ -182,6 +186,12 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
             let mime = mime.trim();
             mime == "application/json" || mime.ends_with("+json")
         })
+}
+
+fn is_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
 }
 
 fn is_plain_text(headers: &axum::http::HeaderMap) -> bool {

@@ -172,6 +172,25 @@ impl Store {
         Ok(())
     }
 
+    /// A collection's latest jobs, newest first.
+    pub async fn collection_jobs(
+        &self,
+        collection_id: &str,
+        limit: i64,
+    ) -> Result<Vec<IngestionJob>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE collection_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(collection_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     pub async fn job(&self, id: &str) -> Result<Option<IngestionJob>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE id = $1");
         Ok(on_pool!(self, pool => {

@@ -9,7 +9,9 @@
 //! - `limited`: always 429 with `Retry-After: 7`;
 //! - `broken-stream`: streams two chunks, then the connection ends without a finish;
 //! - `garbage`: answers 200 with HTML;
-//! - `slow`: streams a chunk every 100 ms for a minute, and notes when the gateway hangs up.
+//! - `slow`: streams a chunk every 100 ms for a minute, and notes when the gateway hangs up;
+//! - `xss`: answers [`XSS_CORPUS`] citing source 1, streamed a few words at a time, so a client
+//!   can prove it renders hostile model output inertly.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +29,37 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 pub const ANSWER: &str = "Hello from the fake.";
+
+/// Markup and Markdown that would run script, load remote content or hide a link to
+/// `javascript:` if a client rendered it carelessly. Every payload that runs sets `window.__xss`;
+/// every remote address is under `remote.invalid`. The first sentence is plain prose so that
+/// retrieval finds a document holding the corpus.
+pub const XSS_CORPUS: &str = "The XSS corpus document explains the quarterly parking policy.
+
+<script>window.__xss=1</script>
+
+<img src=x onerror=\"window.__xss=2\">
+
+<img src=\"https://remote.invalid/pixel.png\">
+
+<svg onload=\"window.__xss=3\"><script>window.__xss=4</script></svg>
+
+A link: [click](javascript:window.__xss=5) and an image: ![remote](https://remote.invalid/img.png)
+
+<a href=\"javascript:window.__xss=6\">x</a>
+
+<iframe src=\"https://remote.invalid/\"></iframe>
+
+<div onclick=\"window.__xss=7\">x</div>
+
+<style>body{background:url(https://remote.invalid/bg.png)}</style>
+
+<object data=\"https://remote.invalid/object.swf\"></object><embed src=\"https://remote.invalid/embed.swf\">
+
+[data link](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX194c3M9ODwvc2NyaXB0Pg==) and <a href=\"  JaVaScRiPt:window.__xss=9\">mixed case</a>
+
+Parking permits are renewed every quarter at the front desk.
+";
 
 #[derive(Default)]
 struct Seen {
@@ -186,6 +219,8 @@ async fn chat(State(state): State<FakeState>, Json(body): Json<Value>) -> Respon
         let message = if tools {
             json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1",
                 "type": "function", "function": { "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}" } }] })
+        } else if model == "xss" {
+            json!({ "role": "assistant", "content": format!("{XSS_CORPUS} [1]") })
         } else {
             json!({ "role": "assistant", "content": ANSWER })
         };
@@ -196,6 +231,11 @@ async fn chat(State(state): State<FakeState>, Json(body): Json<Value>) -> Respon
             "usage": usage,
         }))
         .into_response();
+    }
+    if model == "xss" {
+        return sse(Body::from_stream(futures::stream::iter(
+            xss_events().into_iter().map(Ok::<_, std::io::Error>),
+        )));
     }
     if model == "slow" {
         state.slow_running.store(true, Ordering::SeqCst);
@@ -252,6 +292,23 @@ async fn chat(State(state): State<FakeState>, Json(body): Json<Value>) -> Respon
     sse(Body::from_stream(
         futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>)).boxed(),
     ))
+}
+
+/// The `xss` model's stream: the corpus a few words at a time (so payloads arrive split across
+/// deltas, as a real model's would), then a citation of source 1 and the end.
+fn xss_events() -> Vec<String> {
+    let mut events = vec![chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    )];
+    let words: Vec<&str> = XSS_CORPUS.split_inclusive(' ').collect();
+    for piece in words.chunks(4) {
+        events.push(chunk(json!({ "content": piece.concat() }), Value::Null));
+    }
+    events.push(chunk(json!({ "content": " [1]" }), Value::Null));
+    events.push(chunk(json!({}), json!("stop")));
+    events.push("data: [DONE]\n\n".to_owned());
+    events
 }
 
 async fn embeddings(State(state): State<FakeState>, Json(body): Json<Value>) -> Response {

@@ -151,7 +151,7 @@ pub struct ConversationPage {
 #[utoipa::path(operation_id = "list_conversations", get, path = "/api/v1/conversations", tag = "chat", params(ListParams),
     responses((status = 200, description = "A page of conversations", body = ConversationPage),
         (status = 400, description = "Bad cursor or limit", body = Problem)))]
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
@@ -235,7 +235,7 @@ pub struct ConversationDetail {
     params(("id" = String, Path, description = "The conversation's id")),
     responses((status = 200, description = "The conversation", body = ConversationDetail),
         (status = 404, description = "Not found, or not the caller's", body = Problem)))]
-async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,

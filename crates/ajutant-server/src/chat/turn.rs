@@ -15,9 +15,8 @@ use ajutant_core::audit::{AuditEvent, Outcome};
 use ajutant_core::model::{ChatEvent, ChatRequest, Passage as PromptPassage, Usage};
 use ajutant_store::{Collection, Conversation, NewMessage};
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -282,14 +281,7 @@ pub(crate) async fn post_message(
                 .await
                 .map(|event| (Ok::<_, std::convert::Infallible>(event), receiver))
         });
-        let mut response = Response::new(Body::from_stream(body));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        let response = crate::sse::response(body);
         return Ok(response);
     }
     // Not streaming: keep the channel drained so the answer is not cut short, then answer
@@ -349,7 +341,7 @@ async fn authorize_turn(
 }
 
 fn sse(event: &str, data: &Value) -> String {
-    format!("event: {event}\ndata: {data}\n\n")
+    crate::sse::event(event, data)
 }
 
 /// An answer as the stream left it.

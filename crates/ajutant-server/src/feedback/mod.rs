@@ -350,7 +350,7 @@ fn escalation(
     params(("id" = String, Path, description = "The answer's message id")),
     responses((status = 200, description = "The caller's feedback", body = FeedbackView),
         (status = 404, description = "None given, or not the caller's answer", body = Problem)))]
-async fn mine(
+pub(crate) async fn mine(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -453,7 +453,7 @@ pub struct InboxPage {
     responses((status = 200, description = "A page of feedback", body = InboxPage),
         (status = 400, description = "Bad filter, cursor or limit", body = Problem),
         (status = 404, description = "Not found, or not the caller's to read", body = Problem)))]
-async fn inbox(
+pub(crate) async fn inbox(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -556,7 +556,7 @@ pub struct Analytics {
     responses((status = 200, description = "The figures", body = Analytics),
         (status = 400, description = "Bad dates or bucket", body = Problem),
         (status = 404, description = "Not found, or not the caller's to read", body = Problem)))]
-async fn figures(
+pub(crate) async fn figures(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,

@@ -47,7 +47,7 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/admin/deployments", tag = "admin",
     responses((status = 200, description = "Every deployment in force", body = [DeploymentView]),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,

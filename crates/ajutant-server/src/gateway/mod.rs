@@ -340,7 +340,7 @@ fn upstream_error(error: &ProviderError) -> OpenAiError {
     }
 }
 
-async fn models(
+pub(crate) async fn models(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
 ) -> Result<Json<Value>, OpenAiError> {

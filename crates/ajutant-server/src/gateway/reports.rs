@@ -26,7 +26,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct UsageParams {
+pub(crate) struct UsageParams {
     /// `principal`, `group`, `deployment` (default) or `day`.
     by: Option<String>,
     /// First day, `YYYY-MM-DD` (UTC); default: 30 days ago.
@@ -82,7 +82,7 @@ pub(crate) fn day(
         (status = 400, description = "The request is invalid", body = Problem),
         (status = 401, description = "No valid credential", body = Problem),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn usage(
+pub(crate) async fn usage(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,

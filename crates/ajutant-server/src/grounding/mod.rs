@@ -15,12 +15,12 @@ use ajutant_core::audit::Outcome;
 use ajutant_core::policy::{AccessScope, Action, Principal, in_owner_group};
 use ajutant_store::{Collection, CollectionSpec, IngestionJob, ItemReport, NewItem};
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -44,6 +44,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_collection))
         .routes(routes!(search))
         .routes(routes!(get_job))
+        .routes(routes!(list_jobs))
 }
 
 /// The upload route, apart because it takes bodies up to `grounding.max_upload_bytes`.
@@ -201,7 +202,7 @@ async fn managed(
 /// Collections the caller may read or manage.
 #[utoipa::path(operation_id = "list_collections", get, path = "/api/v1/collections", tag = "grounding",
     responses((status = 200, description = "Collections the caller may read or manage", body = [CollectionView])))]
-async fn list_collections(
+pub(crate) async fn list_collections(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<CollectionView>>, ApiError> {
@@ -265,7 +266,7 @@ async fn create_collection(
     params(("id" = String, Path, description = "The collection's id")),
     responses((status = 200, description = "The collection", body = CollectionView),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn get_collection(
+pub(crate) async fn get_collection(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -353,7 +354,7 @@ pub struct DocumentView {
     params(("id" = String, Path, description = "The collection's id")),
     responses((status = 200, description = "Its documents, with their ingestion status", body = [DocumentView]),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn list_documents(
+pub(crate) async fn list_documents(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -681,7 +682,7 @@ async fn sync_collection(
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, description = "The job", body = JobView),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn get_job(
+pub(crate) async fn get_job(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -706,6 +707,40 @@ async fn get_job(
     }
     let items = state.store.job_items(&job.id).await?;
     Ok(Json(job_view(job, items)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsParams {
+    /// 1 to 50, default 10.
+    pub limit: Option<i64>,
+}
+
+/// A collection's latest ingestion jobs (uploads and syncs), newest first, without their
+/// items (`GET /api/v1/ingestion-jobs/{id}` has those). For the collection's managers.
+#[utoipa::path(operation_id = "list_ingestion_jobs", get, path = "/api/v1/collections/{id}/jobs", tag = "grounding",
+    params(("id" = String, Path, description = "The collection's id"), JobsParams),
+    responses((status = 200, description = "Its latest jobs", body = [JobView]),
+        (status = 400, description = "Bad limit", body = Problem),
+        (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<JobsParams>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 50".to_owned()));
+    }
+    let collection = managed(&state, &context, &caller, &id).await?;
+    let jobs = state.store.collection_jobs(&collection.id, limit).await?;
+    Ok(Json(
+        jobs.into_iter()
+            .map(|job| job_view(job, Vec::new()))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,9 +1,9 @@
-//! The identity API: who am I, the audit trail for those who may read it, and the admin API for
-//! role bindings and platform API keys.
+//! The identity API: who am I, and the admin API for role bindings and platform API keys. The
+//! audit trail's routes are in `audit_routes.rs`.
 
-use ajutant_core::audit::{AuditRecord, Outcome};
+use ajutant_core::audit::Outcome;
 use ajutant_core::policy::{Action, Grantee, Role, RoleBinding, roles_of};
-use ajutant_store::{ApiKey, AuditQuery, ChainStatus, StoredRoleBinding};
+use ajutant_store::{ApiKey, StoredRoleBinding};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,26 +21,34 @@ use crate::AppState;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
-
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
-        .routes(routes!(audit_list))
-        .routes(routes!(audit_verify))
+        .merge(super::audit_routes::router())
         .routes(routes!(role_bindings_list, role_binding_create))
         .routes(routes!(role_binding_delete))
         .routes(routes!(api_keys_list, api_key_create))
         .routes(routes!(api_key_revoke))
 }
 
-fn internal(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(error.to_string())
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+pub(super) fn parse_time(
+    name: &str,
+    value: Option<String>,
+) -> Result<Option<OffsetDateTime>, ApiError> {
+    value
+        .map(|text| {
+            OffsetDateTime::parse(&text, &Rfc3339)
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
 }
 
 // ---- me -------------------------------------------------------------------------------------
@@ -102,189 +110,6 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, A
     }))
 }
 
-// ---- audit ----------------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct AuditParams {
-    /// Exact action, or a prefix ending in `.` (e.g. `auth.`).
-    action: Option<String>,
-    /// Exact actor id.
-    actor: Option<String>,
-    /// `allowed`, `denied` or `failed`.
-    outcome: Option<String>,
-    /// Exact resource.
-    resource: Option<String>,
-    /// RFC 3339; records at or after.
-    since: Option<String>,
-    /// RFC 3339; records before.
-    until: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// 1 to 500; default 50.
-    limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub id: String,
-    pub occurred_at: String,
-    pub actor_id: String,
-    pub actor_name: String,
-    pub actor_kind: String,
-    pub action: String,
-    pub resource: String,
-    pub outcome: String,
-    pub request_id: Option<String>,
-    pub trace_id: Option<String>,
-    pub client_addr: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    pub hash: String,
-}
-
-impl From<AuditRecord> for AuditEntry {
-    fn from(record: AuditRecord) -> Self {
-        Self {
-            seq: record.seq,
-            id: record.id.to_string(),
-            occurred_at: rfc3339(record.occurred_at),
-            actor_id: record.actor.id,
-            actor_name: record.actor.display_name,
-            actor_kind: record.actor.kind.as_str().to_owned(),
-            action: record.action,
-            resource: record.resource,
-            outcome: record.outcome.as_str().to_owned(),
-            request_id: record.origin.request_id,
-            trace_id: record.origin.trace_id,
-            client_addr: record.origin.client_addr,
-            details: serde_json::from_str(&record.details).unwrap_or(serde_json::Value::Null),
-            hash: record.hash.to_hex(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    /// Newest first.
-    pub items: Vec<AuditEntry>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
-    value
-        .map(|text| {
-            OffsetDateTime::parse(&text, &Rfc3339)
-                .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
-        })
-        .transpose()
-}
-
-/// Search the audit trail, newest first, with cursor pagination. For auditors, IT operations and
-/// platform admins.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, description = "A page of records, newest first", body = AuditPage), (status = 400, description = "The request is invalid", body = Problem),
-        (status = 401, description = "No valid credential", body = Problem), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn audit_list(
-    State(state): State<AppState>,
-    context: RequestContext,
-    caller: Caller,
-    Query(params): Query<AuditParams>,
-) -> Result<Json<AuditPage>, ApiError> {
-    authorize(&state, &context, &caller, Action::ReadAudit, "audit").await?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        )));
-    }
-    let outcome = params
-        .outcome
-        .map(|o| {
-            Outcome::parse(&o).ok_or_else(|| {
-                ApiError::BadRequest("outcome must be allowed, denied or failed".to_owned())
-            })
-        })
-        .transpose()?;
-    let before_seq = params
-        .cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|seq| *seq > 0)
-                .ok_or_else(|| ApiError::BadRequest("cursor is not one this API gave".to_owned()))
-        })
-        .transpose()?;
-    let query = AuditQuery {
-        before_seq,
-        action: params.action.filter(|a| !a.is_empty()),
-        actor_id: params.actor.filter(|a| !a.is_empty()),
-        outcome,
-        resource: params.resource.filter(|r| !r.is_empty()),
-        since: parse_time("since", params.since)?,
-        until: parse_time("until", params.until)?,
-        // One more than asked tells whether another page exists.
-        limit: limit + 1,
-    };
-    let mut records = state.store.audit_search(&query).await.map_err(internal)?;
-    let more = records.len() as i64 > limit;
-    records.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| records.last().map(|r| r.seq.to_string()))
-        .flatten();
-    Ok(Json(AuditPage {
-        items: records.into_iter().map(AuditEntry::from).collect(),
-        next_cursor,
-    }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditVerification {
-    /// `intact` or `broken`.
-    pub status: String,
-    /// Records verified (for a broken chain, those before the break).
-    pub records: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
-    /// For a broken chain: the first record that does not fit, and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broken_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Check the audit trail's hash chain from the first record to the last.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
-    responses((status = 200, description = "The chain's state", body = AuditVerification), (status = 401, description = "No valid credential", body = Problem),
-        (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn audit_verify(
-    State(state): State<AppState>,
-    context: RequestContext,
-    caller: Caller,
-) -> Result<Json<AuditVerification>, ApiError> {
-    authorize(&state, &context, &caller, Action::VerifyAudit, "audit").await?;
-    let status = state.store.verify_audit_chain().await.map_err(internal)?;
-    Ok(Json(match status {
-        ChainStatus::Intact { records, head } => AuditVerification {
-            status: "intact".to_owned(),
-            records,
-            head: Some(head.to_hex()),
-            broken_at: None,
-            reason: None,
-        },
-        ChainStatus::Broken(broken) => AuditVerification {
-            status: "broken".to_owned(),
-            records: broken.seq - 1,
-            head: None,
-            broken_at: Some(broken.seq),
-            reason: Some(broken.reason.to_string()),
-        },
-    }))
-}
-
 // ---- role bindings --------------------------------------------------------------------------
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -337,7 +162,7 @@ impl From<StoredRoleBinding> for RoleBindingView {
 /// Every role binding.
 #[utoipa::path(get, path = "/api/v1/admin/role-bindings", tag = "admin",
     responses((status = 200, description = "Every role binding", body = [RoleBindingView]), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn role_bindings_list(
+pub(crate) async fn role_bindings_list(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -505,7 +330,7 @@ pub struct CreatedApiKey {
 /// Every API key (without secrets).
 #[utoipa::path(get, path = "/api/v1/admin/api-keys", tag = "admin",
     responses((status = 200, description = "Every key, without secrets", body = [ApiKeyView]), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
-async fn api_keys_list(
+pub(crate) async fn api_keys_list(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
@@ -565,23 +390,46 @@ async fn api_key_create(
     ))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RevokeParams {
+    /// Why, in at most 500 characters; kept with the key and in the audit trail.
+    reason: Option<String>,
+}
+
+const MAX_REASON: usize = 500;
+
 /// Revoke an API key; it is refused from the next request on.
 #[utoipa::path(delete, path = "/api/v1/admin/api-keys/{id}", tag = "admin",
-    params(("id" = String, Path, description = "The key's public id")),
-    responses((status = 204, description = "Done"), (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
+    params(("id" = String, Path, description = "The key's public id"), RevokeParams),
+    responses((status = 204, description = "Done"), (status = 400, description = "The request is invalid", body = Problem),
+        (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 async fn api_key_revoke(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
     Path(id): Path<String>,
+    Query(params): Query<RevokeParams>,
 ) -> Result<StatusCode, ApiError> {
     let resource = format!("api_key/{id}");
     authorize(&state, &context, &caller, Action::ManageApiKeys, &resource).await?;
+    let reason = params
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "a reason is at most {MAX_REASON} characters"
+        )));
+    }
     let revoked = state
         .store
         .revoke_api_key(
             &id,
-            "revoked through the admin API",
+            reason.as_deref().unwrap_or("revoked through the admin API"),
             OffsetDateTime::now_utc(),
         )
         .await
@@ -590,7 +438,10 @@ async fn api_key_revoke(
         return Err(ApiError::NotFound(format!("no live API key {id}")));
     }
     state.identity.cache().clear();
-    let event = caller.event(&context, "api_key.revoked", resource, Outcome::Allowed);
+    let mut event = caller.event(&context, "api_key.revoked", resource, Outcome::Allowed);
+    if let Some(reason) = reason {
+        event = event.with_details(serde_json::json!({ "reason": reason }));
+    }
     state.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }

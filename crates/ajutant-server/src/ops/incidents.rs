@@ -10,9 +10,7 @@ use ajutant_core::audit::Outcome;
 use ajutant_core::policy::Action;
 use ajutant_store::{ActorRef, Incident, IncidentChange, IncidentEvent};
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -376,10 +374,7 @@ pub(crate) async fn change(
     Ok(Json(detail(&state, changed).await?))
 }
 
-fn sse(event: &str, data: &impl Serialize) -> String {
-    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
-    format!("event: {event}\ndata: {data}\n\n")
-}
+use crate::sse::event as sse;
 
 /// The live feed for IT operations, as Server-Sent Events: `ready` once subscribed, then
 /// `escalation` (an incident opened, with the incident), `incident` (one changed) and `switch`
@@ -421,15 +416,7 @@ pub(crate) async fn stream(
             }
         }),
     );
-    let mut response = Response::new(Body::from_stream(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(crate::sse::response(body))
 }
 
 /// An operations event as the feed shows it: the incident or switch as it is now.

@@ -124,3 +124,6 @@ CREATE TABLE switch_revision (
     revision  BIGINT NOT NULL
 );
 INSERT INTO switch_revision (id, revision) VALUES (1, 0);
+
+-- A collection's recent ingestion jobs, for its page.
+CREATE INDEX ingestion_jobs_collection ON ingestion_jobs (collection_id, created_at, id);
