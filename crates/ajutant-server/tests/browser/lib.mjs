@@ -57,6 +57,27 @@ export function assert(condition, message) {
 
 const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/// Runs in the page: form controls without a label, buttons and links without text, images
+/// without alt text, and a document without a language.
+function unnamedControls() {
+  const found = [];
+  const describe = (el) => `<${el.tagName.toLowerCase()}${el.id ? ` id=${el.id}` : ''}${el.name ? ` name=${el.name}` : ''}>`;
+  const labelled = (el) => (el.labels && el.labels.length > 0)
+    || (el.getAttribute('aria-label') || '').trim() !== ''
+    || (el.getAttribute('aria-labelledby') || '').trim() !== ''
+    || (el.getAttribute('title') || '').trim() !== '';
+  for (const el of document.querySelectorAll('input:not([type="hidden"]), select, textarea')) {
+    if (!labelled(el)) found.push(`${describe(el)} has no label`);
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    const text = (el.textContent || '').trim();
+    if (!text && !labelled(el)) found.push(`${describe(el)} has no text`);
+  }
+  for (const el of document.querySelectorAll('img:not([alt])')) found.push(`${describe(el)} has no alt`);
+  if (!document.documentElement.lang) found.push('the document has no lang');
+  return found;
+}
+
 /// Someone at a browser: their own context (cookies), one page, and what went wrong on it.
 export class Person {
   constructor(label, context, page) {
@@ -102,6 +123,15 @@ export class Person {
     });
     page.on('pageerror', (error) => {
       this.problems.push(`uncaught exception on ${page.url()}: ${error.message}`);
+    });
+    // Every page that loads is checked for controls a screen reader could not name.
+    page.on('load', async () => {
+      try {
+        const unnamed = await page.evaluate(unnamedControls);
+        for (const what of unnamed) this.problems.push(`no accessible name on ${page.url()}: ${what}`);
+      } catch (_) {
+        // The page navigated on before the check ran; the next page is checked in its turn.
+      }
     });
     page.on('dialog', async (dialog) => {
       const expected = this.dialogs.shift();
