@@ -124,6 +124,23 @@ async fn a_folder_syncs_incrementally(backend: Backend) {
         .map(|d| d["source_key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["a.md", "hr/b.txt"]);
+    // The list pages by source key.
+    let first_page = get(
+        &app,
+        &admin,
+        &format!("/api/v1/collections/{id}/documents?limit=1"),
+    )
+    .await;
+    assert_eq!(first_page[0]["source_key"], "a.md");
+    assert_eq!(first_page.as_array().unwrap().len(), 1);
+    let next_page = get(
+        &app,
+        &admin,
+        &format!("/api/v1/collections/{id}/documents?limit=1&after=a.md"),
+    )
+    .await;
+    assert_eq!(next_page[0]["source_key"], "hr/b.txt");
+    assert_eq!(next_page.as_array().unwrap().len(), 1);
     let (_, found) = post(
         &app,
         &admin,

@@ -355,12 +355,25 @@ impl Store {
         Ok(removed > 0)
     }
 
-    pub async fn documents(&self, collection_id: &str) -> Result<Vec<Document>, StoreError> {
+    /// The collection's documents in source-key order, after `after` (a key already seen),
+    /// at most `limit`.
+    pub async fn documents(
+        &self,
+        collection_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>, StoreError> {
         let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE collection_id = $1 ORDER BY source_key"
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE collection_id = $1 \
+             AND ($2 IS NULL OR source_key > $2) ORDER BY source_key LIMIT $3"
         );
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(collection_id).fetch_all(pool).await?
+            sqlx::query_as(&sql)
+                .bind(collection_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }))
     }
 

@@ -349,9 +349,22 @@ pub struct DocumentView {
     pub updated_at: OffsetDateTime,
 }
 
-/// The collection's documents (managers; readers use search).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DocumentsParams {
+    /// Only documents whose source key sorts after this one (the last key of the page before).
+    pub after: Option<String>,
+    /// 1 to 10,000, default 10,000.
+    pub limit: Option<i64>,
+}
+
+/// Most documents one request returns.
+const MAX_DOCUMENTS_PAGE: i64 = 10_000;
+
+/// The collection's documents in source-key order (managers; readers use search). Pages with
+/// `after` and `limit`.
 #[utoipa::path(operation_id = "list_documents", get, path = "/api/v1/collections/{id}/documents", tag = "grounding",
-    params(("id" = String, Path, description = "The collection's id")),
+    params(("id" = String, Path, description = "The collection's id"), DocumentsParams),
     responses((status = 200, description = "Its documents, with their ingestion status", body = [DocumentView]),
         (status = 404, description = "Not found, or not visible to the caller", body = Problem)))]
 pub(crate) async fn list_documents(
@@ -359,9 +372,19 @@ pub(crate) async fn list_documents(
     context: RequestContext,
     caller: Caller,
     Path(id): Path<String>,
+    Query(params): Query<DocumentsParams>,
 ) -> Result<Json<Vec<DocumentView>>, ApiError> {
+    let limit = params.limit.unwrap_or(MAX_DOCUMENTS_PAGE);
+    if !(1..=MAX_DOCUMENTS_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_DOCUMENTS_PAGE}"
+        )));
+    }
     let collection = managed(&state, &context, &caller, &id).await?;
-    let documents = state.store.documents(&collection.id).await?;
+    let documents = state
+        .store
+        .documents(&collection.id, params.after.as_deref(), limit)
+        .await?;
     Ok(Json(
         documents
             .into_iter()

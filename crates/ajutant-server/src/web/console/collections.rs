@@ -28,6 +28,8 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// How many of a collection's latest upload jobs its page shows.
 const RECENT_JOBS: i64 = 5;
+/// Documents per page of a collection's page.
+const DOCUMENTS_PAGE: i64 = 100;
 
 /// One collection in the list.
 struct Row {
@@ -240,6 +242,8 @@ struct Show {
     /// The stored source as pretty JSON, for the settings form.
     source_json: String,
     documents: Vec<DocumentRow>,
+    /// The source key the next page of documents starts after, when there is one.
+    next_after: Option<String>,
     jobs: Vec<JobRow>,
     admin: bool,
 }
@@ -248,6 +252,8 @@ struct Show {
 struct ShowQuery {
     /// A job to show first (the one just started).
     job: Option<String>,
+    /// The documents page: those after this source key.
+    after: Option<String>,
 }
 
 /// The ids of the collection's latest jobs (uploads and syncs), newest first, through the
@@ -309,13 +315,23 @@ async fn show(
     )
     .await?;
     // The documents are for those who manage the collection; the API answers 404 to others.
-    let Json(documents) = api::list_documents(
+    let Json(mut documents) = api::list_documents(
         State(state.clone()),
         context.clone(),
         viewer.caller.clone(),
         Path(id.clone()),
+        Query(api::DocumentsParams {
+            after: query.after.clone().filter(|a| !a.is_empty()),
+            limit: Some(DOCUMENTS_PAGE + 1),
+        }),
     )
     .await?;
+    let next_after = if documents.len() > DOCUMENTS_PAGE as usize {
+        documents.truncate(DOCUMENTS_PAGE as usize);
+        documents.last().map(|d| d.source_key.clone())
+    } else {
+        None
+    };
     let mut job_ids = Vec::new();
     if let Some(asked) = query.job.filter(|j| !j.trim().is_empty()) {
         job_ids.push(asked);
@@ -358,6 +374,7 @@ async fn show(
         documents_count: collection.document_count,
         chunks_count: collection.chunk_count,
         documents: documents.into_iter().map(DocumentRow::from).collect(),
+        next_after,
         jobs,
         admin: viewer.access.is(Role::PlatformAdmin),
     };
