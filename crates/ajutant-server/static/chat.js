@@ -479,6 +479,8 @@
         answer.settle('partial');
         answer.node.appendChild(make('p', 'hint stopped', 'Stopped. The answer so far is kept.'));
         answer.meta();
+        // The composer is free at once; the stored answer is looked up meanwhile.
+        setRunning(null);
         // The server stores what was written; feedback needs the stored answer's id.
         if (userMessageId) {
           const stored = await storedAnswerId(userMessageId);
@@ -494,7 +496,8 @@
         answer.fail(`The answer was interrupted: ${error.message}`);
       }
     } finally {
-      setRunning(null);
+      // Only this turn's: after a stop another question may already be running.
+      if (running && running.controller === controller) setRunning(null);
     }
   }
 

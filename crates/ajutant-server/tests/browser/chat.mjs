@@ -94,6 +94,35 @@ await scenario('chat', async ({ person }) => {
   await page.keyboard.press('Escape');
   await eventually('the citation dialog to close', async () => (await dialog.count()) === 0, 5000);
 
+  // Stop: on a very slow network, the answer is stopped after its first text; the page says
+  // so, the answer keeps what came, and the composer is ready for the next question.
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: 800,
+    uploadThroughput: -1,
+  });
+  const beforeStop = await page.locator('section.thread article.message.assistant').count();
+  await page.locator('form.composer textarea[name="content"]').fill('And a new phone?');
+  await page.locator('form.composer button.send').click();
+  const stopping = page.locator('section.thread article.message.assistant').nth(beforeStop);
+  await eventually('the second answer to start', async () =>
+    ((await stopping.locator('.content').textContent()) || '').length > 0, 25000);
+  const stop = page.locator('form.composer button.stop');
+  assert(await stop.isEnabled(), 'Stop is enabled while an answer streams');
+  await stop.click();
+  await stopping.locator('p.stopped').waitFor();
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: -1,
+  });
+  await eventually('the stopped answer to settle', async () =>
+    !(await stopping.getAttribute('class')).includes('streaming'), 5000);
+  assert(!(await stop.isEnabled()), 'Stop is disabled once the answer stopped');
+  assert(await page.locator('form.composer button.send').isEnabled(), 'Send is ready again');
+
   // A phone's width: no sideways scrolling.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(200);
