@@ -33,6 +33,11 @@ async fn flip(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     .await
 }
 
+/// Flips a switch and checks the answer's status; returns its body.
+async fn flipped(app: &TestApp, token: &str, body: Value, status: u16) -> Value {
+    expect(flip(app, token, body).await, status).await
+}
+
 async fn who_may_pull_what(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = token(&app, "ada@example.org").await;
@@ -43,59 +48,45 @@ async fn who_may_pull_what(backend: Backend) {
     create_assistant(&app, &admin, "it-bot", "offline", IT_OPS).await;
 
     // Clear errors for bad requests.
-    let no_reason = expect(
-        flip(
-            &app,
-            &oscar,
-            switch("assistant", Some("hr-bot"), "killed", "  "),
-        )
-        .await,
+    let no_reason = flipped(
+        &app,
+        &oscar,
+        switch("assistant", Some("hr-bot"), "killed", " "),
         400,
     )
     .await;
     assert!(no_reason["detail"].as_str().unwrap().contains("reason"));
-    expect(
-        flip(&app, &oscar, switch("assistant", None, "killed", "x")).await,
+    flipped(&app, &oscar, switch("assistant", None, "killed", "x"), 400).await;
+    flipped(
+        &app,
+        &oscar,
+        switch("platform", Some("x"), "killed", "x"),
         400,
     )
     .await;
-    expect(
-        flip(&app, &oscar, switch("platform", Some("x"), "killed", "x")).await,
-        400,
-    )
-    .await;
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("assistant", Some("no-such-bot"), "killed", "x"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("assistant", Some("no-such-bot"), "killed", "x"),
         404,
     )
     .await;
 
     // Owners pull their own assistant, not another's, and bring back what they pulled.
-    let pulled = expect(
-        flip(
-            &app,
-            &harriet,
-            switch("assistant", Some("hr-bot"), "killed", "wrong leave policy"),
-        )
-        .await,
+    let pulled = flipped(
+        &app,
+        &harriet,
+        switch("assistant", Some("hr-bot"), "killed", "wrong leave policy"),
         200,
     )
     .await;
     assert_eq!(pulled["state"], "killed");
     assert_eq!(pulled["changed_by_role"], "owner_group");
     assert_eq!(pulled["reason"], "wrong leave policy");
-    expect(
-        flip(
-            &app,
-            &harriet,
-            switch("assistant", Some("it-bot"), "killed", "x"),
-        )
-        .await,
+    flipped(
+        &app,
+        &harriet,
+        switch("assistant", Some("it-bot"), "killed", "x"),
         404,
     )
     .await;
@@ -112,35 +103,26 @@ async fn who_may_pull_what(backend: Backend) {
     )
     .await;
     assert_eq!(view["status"], "killed");
-    expect(
-        flip(
-            &app,
-            &harriet,
-            switch("assistant", Some("hr-bot"), "active", "fixed"),
-        )
-        .await,
+    flipped(
+        &app,
+        &harriet,
+        switch("assistant", Some("hr-bot"), "active", "fixed"),
         200,
     )
     .await;
 
     // What IT operations pull, owners cannot bring back; IT operations can.
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("assistant", Some("hr-bot"), "killed", "data exposure"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("assistant", Some("hr-bot"), "killed", "data exposure"),
         200,
     )
     .await;
-    expect(
-        flip(
-            &app,
-            &harriet,
-            switch("assistant", Some("hr-bot"), "active", "looks fine"),
-        )
-        .await,
+    flipped(
+        &app,
+        &harriet,
+        switch("assistant", Some("hr-bot"), "active", "looks fine"),
         404,
     )
     .await;
@@ -182,50 +164,34 @@ async fn who_may_pull_what(backend: Backend) {
         200,
     )
     .await;
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("assistant", Some("hr-bot"), "active", "reviewed"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("assistant", Some("hr-bot"), "active", "reviewed"),
         200,
     )
     .await;
 
     // Deployments and the platform: IT operations; reviving the platform: admins only.
-    expect(
-        flip(&app, &harriet, switch("platform", None, "killed", "x")).await,
+    flipped(&app, &harriet, switch("platform", None, "killed", "x"), 404).await;
+    flipped(
+        &app,
+        &harriet,
+        switch("deployment", Some("offline"), "killed", "x"),
         404,
     )
     .await;
-    expect(
-        flip(
-            &app,
-            &harriet,
-            switch("deployment", Some("offline"), "killed", "x"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("deployment", Some("no-such-model"), "killed", "x"),
         404,
     )
     .await;
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("deployment", Some("no-such-model"), "killed", "x"),
-        )
-        .await,
-        404,
-    )
-    .await;
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("deployment", Some("offline"), "killed", "vendor incident"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("deployment", Some("offline"), "killed", "vendor incident"),
         200,
     )
     .await;
@@ -245,13 +211,10 @@ async fn who_may_pull_what(backend: Backend) {
         refused["detail"].as_str().unwrap().contains("offline"),
         "{refused}"
     );
-    expect(
-        flip(
-            &app,
-            &oscar,
-            switch("deployment", Some("offline"), "active", "vendor fixed"),
-        )
-        .await,
+    flipped(
+        &app,
+        &oscar,
+        switch("deployment", Some("offline"), "active", "vendor fixed"),
         200,
     )
     .await;
@@ -335,13 +298,10 @@ async fn a_pulled_assistant_stops_answering_on_every_instance_within_two_seconds
     let mut other = streaming(&second, &employee, "other-bot").await;
 
     let killed_at = Instant::now();
-    expect(
-        flip(
-            &first,
-            &ops,
-            switch("assistant", Some("story-bot"), "killed", "drill"),
-        )
-        .await,
+    flipped(
+        &first,
+        &ops,
+        switch("assistant", Some("story-bot"), "killed", "drill"),
         200,
     )
     .await;
@@ -436,13 +396,10 @@ async fn the_platform_switch_holds_on_every_instance_and_across_a_restart() {
     .await;
     let conversation = start_conversation(&second, &employee, "hr-bot").await;
 
-    expect(
-        flip(
-            &first,
-            &ops,
-            switch("platform", None, "killed", "incident 42"),
-        )
-        .await,
+    flipped(
+        &first,
+        &ops,
+        switch("platform", None, "killed", "incident 42"),
         200,
     )
     .await;
@@ -471,8 +428,10 @@ async fn the_platform_switch_holds_on_every_instance_and_across_a_restart() {
         .await;
     }
     // IT operations cannot bring the platform back.
-    expect(
-        flip(&second, &ops, switch("platform", None, "active", "over")).await,
+    flipped(
+        &second,
+        &ops,
+        switch("platform", None, "active", "over"),
         404,
     )
     .await;
@@ -491,13 +450,10 @@ async fn the_platform_switch_holds_on_every_instance_and_across_a_restart() {
     assert_eq!(refused.status(), 503);
 
     // An admin brings it back.
-    expect(
-        flip(
-            &restarted,
-            &admin_key,
-            switch("platform", None, "active", "incident 42 closed"),
-        )
-        .await,
+    flipped(
+        &restarted,
+        &admin_key,
+        switch("platform", None, "active", "incident 42 closed"),
         200,
     )
     .await;
