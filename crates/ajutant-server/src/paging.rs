@@ -10,11 +10,11 @@ use crate::problem::ApiError;
 pub(crate) const DEFAULT_LIMIT: i64 = 50;
 pub(crate) const MAX_LIMIT: i64 = 100;
 
-pub(crate) fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
+fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
     format!("{}~{id}", at.unix_timestamp_nanos() / 1000)
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
+fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
     let bad = || ApiError::BadRequest("cursor is not one this API gave".to_owned());
     let (micros, id) = cursor.split_once('~').ok_or_else(bad)?;
     let micros: i128 = micros.parse().map_err(|_| bad())?;
@@ -22,8 +22,16 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, String), Ap
     Ok((at, id.to_owned()))
 }
 
+/// Where a page starts and how long it is, from a list's `cursor` and `limit` parameters.
+pub(crate) type Window = (Option<(OffsetDateTime, String)>, i64);
+
+/// The `cursor` and `limit` a list was asked for, checked.
+pub(crate) fn window(cursor: Option<&str>, asked: Option<i64>) -> Result<Window, ApiError> {
+    Ok((cursor.map(decode_cursor).transpose()?, limit(asked)?))
+}
+
 /// The page size asked for, checked.
-pub(crate) fn limit(asked: Option<i64>) -> Result<i64, ApiError> {
+fn limit(asked: Option<i64>) -> Result<i64, ApiError> {
     let limit = asked.unwrap_or(DEFAULT_LIMIT);
     if (1..=MAX_LIMIT).contains(&limit) {
         Ok(limit)

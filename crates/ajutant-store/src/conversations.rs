@@ -130,10 +130,7 @@ impl Store {
              AND ($2 IS NULL OR updated_at < $2 OR (updated_at = $2 AND id < $3)) \
              ORDER BY updated_at DESC, id DESC LIMIT $4"
         );
-        let (at, id) = match before {
-            Some((at, id)) => (Some(DbTime(at)), Some(id)),
-            None => (None, None),
-        };
+        let (at, id) = crate::db_time::cursor_binds(before);
         Ok(on_pool!(self, pool => {
             sqlx::query_as(&sql)
                 .bind(owner_id)

@@ -99,3 +99,14 @@ impl<'r> Decode<'r, Postgres> for MaybeDbTime {
         <DbTime as Decode<Postgres>>::decode(value).map(|t| Self(Some(t.0)))
     }
 }
+
+/// A keyset cursor, (time, id) of the last row seen, as two nullable parameters: `($n IS NULL
+/// OR t < $n OR (t = $n AND id < $m))`.
+pub(crate) fn cursor_binds(
+    before: Option<(OffsetDateTime, String)>,
+) -> (Option<DbTime>, Option<String>) {
+    match before {
+        Some((at, id)) => (Some(DbTime(at)), Some(id)),
+        None => (None, None),
+    }
+}

@@ -419,10 +419,7 @@ impl Store {
              AND ($9 IS NULL OR created_at < $9 OR (created_at = $9 AND id < $10)) \
              ORDER BY created_at DESC, id DESC LIMIT $11"
         );
-        let (at, id) = match before {
-            Some((at, id)) => (Some(DbTime(at)), Some(id)),
-            None => (None, None),
-        };
+        let (at, id) = crate::db_time::cursor_binds(before);
         Ok(on_pool!(self, pool => {
             sqlx::query_as(&sql)
                 .bind(assistant_id)
@@ -496,10 +493,7 @@ impl Store {
              AND ($3 IS NULL OR opened_at < $3 OR (opened_at = $3 AND id < $4)) \
              ORDER BY opened_at DESC, id DESC LIMIT $5"
         );
-        let (at, id) = match before {
-            Some((at, id)) => (Some(DbTime(at)), Some(id)),
-            None => (None, None),
-        };
+        let (at, id) = crate::db_time::cursor_binds(before);
         Ok(on_pool!(self, pool => {
             sqlx::query_as(&sql)
                 .bind(status)

@@ -156,12 +156,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let limit = paging::limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?;
+    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
     let rows = state
         .store
         .conversations(&caller.principal.id, before, limit + 1)

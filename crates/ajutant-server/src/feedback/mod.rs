@@ -481,12 +481,7 @@ pub(crate) async fn inbox(
         .map(|to| day("to", Some(to), OffsetDateTime::UNIX_EPOCH.date()))
         .transpose()?
         .map(|d| d.midnight().assume_utc() + time::Duration::days(1));
-    let limit = paging::limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?;
+    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
     let filter = FeedbackFilter {
         helpful: params.helpful,
         category: params.category,

@@ -124,19 +124,19 @@ impl Gateway {
         }
     }
 
-    /// The checks every call passes before it reaches a provider: the platform-wide switch,
-    /// the deployment's own switch, and the caller's limits and budgets.
-    async fn admit(
-        &self,
-        state: &AppState,
-        deployment: &Deployment,
-        principal: &Principal,
-    ) -> Result<(), OpenAiError> {
-        if !self.settings.enabled {
-            return Err(OpenAiError::new(
+    /// Why a call to `deployment` may not run now, if it may not: the platform switched off
+    /// (configuration or kill switch), or the deployment.
+    fn switched_off(&self, state: &AppState, deployment: &Deployment) -> Option<OpenAiError> {
+        let unavailable = |message: String| {
+            OpenAiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
-                "model calls are switched off platform-wide",
+                message,
+            )
+        };
+        if !self.settings.enabled {
+            return Some(unavailable(
+                "model calls are switched off platform-wide".to_owned(),
             ));
         }
         if let Some(disabled) = state
@@ -144,22 +144,27 @@ impl Gateway {
             .current()
             .blocks(None, Some(&deployment.config.name))
         {
-            return Err(OpenAiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                disabled.message,
-            )
-            .with_code(disabled.code));
+            return Some(unavailable(disabled.message).with_code(disabled.code));
         }
         if !deployment.config.enabled {
-            return Err(OpenAiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                format!(
-                    "the deployment `{}` is switched off",
-                    deployment.config.name
-                ),
-            ));
+            return Some(unavailable(format!(
+                "the deployment `{}` is switched off",
+                deployment.config.name
+            )));
+        }
+        None
+    }
+
+    /// The checks every call passes before it reaches a provider: the switches, then the
+    /// caller's limits and budgets.
+    async fn admit(
+        &self,
+        state: &AppState,
+        deployment: &Deployment,
+        principal: &Principal,
+    ) -> Result<(), OpenAiError> {
+        if let Some(refused) = self.switched_off(state, deployment) {
+            return Err(refused);
         }
         match self.limiter.admit(&state.store, principal).await {
             Ok(()) => Ok(()),

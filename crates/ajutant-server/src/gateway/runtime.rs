@@ -80,26 +80,16 @@ impl Gateway {
                 ),
                 retry_after: None,
             })?;
-        if limited {
-            self.admit(state, &found, principal)
-                .await
-                .map_err(|e| RuntimeCallError::Refused {
-                    status: e.status,
-                    message: e.message,
-                    retry_after: e.retry_after,
-                })?;
-        } else if !self.settings.enabled
-            || !found.config.enabled
-            || state
-                .switches
-                .current()
-                .blocks(None, Some(&found.config.name))
-                .is_some()
-        {
+        let refused = if limited {
+            self.admit(state, &found, principal).await.err()
+        } else {
+            self.switched_off(state, &found)
+        };
+        if let Some(e) = refused {
             return Err(RuntimeCallError::Refused {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: format!("model calls to `{deployment}` are switched off"),
-                retry_after: None,
+                status: e.status,
+                message: e.message,
+                retry_after: e.retry_after,
             });
         }
         Ok(self.chain(found, capability, &state.switches.current()))

@@ -183,12 +183,7 @@ pub(crate) async fn list(
     if let Some(status) = params.status.as_deref() {
         check_status(status)?;
     }
-    let limit = paging::limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?;
+    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
     let rows = state
         .store
         .incidents(

@@ -100,12 +100,7 @@ pub(crate) async fn list(
             "status must be pending, delivered or dead".to_owned(),
         ));
     }
-    let limit = paging::limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?;
+    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
     let rows = state
         .store
         .notifications(params.status.as_deref(), before, limit + 1)
