@@ -11,7 +11,7 @@ use ajutant_core::audit::{Actor, ActorKind, AuditEvent, ChainBreakReason, Outcom
 use ajutant_store::{
     AuditLog, ChainStatus, Store, UsageGrouping, UsageLine, UsageQuery, UsageRecord,
 };
-use ajutant_testkit::{Backend, TestDatabase, both_databases};
+use ajutant_testdb::{Backend, TestDatabase, both_databases};
 use serde_json::json;
 
 fn event(n: usize) -> AuditEvent {
