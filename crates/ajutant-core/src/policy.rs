@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, ActorKind};
+use crate::audit_action::AuditAction;
 
 /// Someone (or something) that has proven who it is: a person signed in through the
 /// organisation's identity provider, an application token, or a platform API key.
@@ -165,23 +166,28 @@ pub enum Action {
 impl Action {
     /// The audit trail's name for it.
     pub fn name(&self) -> &'static str {
+        self.audit_action().as_str()
+    }
+
+    /// The catalogue entry its decision records are written under.
+    pub fn audit_action(&self) -> AuditAction {
         match self {
-            Self::ReadAudit => "audit.read",
-            Self::VerifyAudit => "audit.verify",
-            Self::ManageRoleBindings => "role_bindings.manage",
-            Self::ManageApiKeys => "api_keys.manage",
-            Self::ManagePlatform => "platform.manage",
-            Self::CreateAssistant => "assistant.create",
-            Self::EditAssistant(_) => "assistant.edit",
-            Self::KillAssistant(_) => "assistant.kill",
-            Self::ReviveAssistant(_) => "assistant.revive",
-            Self::KillDeployment(_) => "deployment.kill",
-            Self::KillPlatform => "platform.kill",
-            Self::RevivePlatform => "platform.revive",
-            Self::HandleIncidents => "incidents.handle",
-            Self::ReadUsage => "usage.read",
-            Self::CreateCollection => "collection.create",
-            Self::ManageCollection(_) => "collection.manage",
+            Self::ReadAudit => AuditAction::ReadAudit,
+            Self::VerifyAudit => AuditAction::VerifyAudit,
+            Self::ManageRoleBindings => AuditAction::ManageRoleBindings,
+            Self::ManageApiKeys => AuditAction::ManageApiKeys,
+            Self::ManagePlatform => AuditAction::ManagePlatform,
+            Self::CreateAssistant => AuditAction::CreateAssistant,
+            Self::EditAssistant(_) => AuditAction::EditAssistant,
+            Self::KillAssistant(_) => AuditAction::KillAssistant,
+            Self::ReviveAssistant(_) => AuditAction::ReviveAssistant,
+            Self::KillDeployment(_) => AuditAction::KillDeployment,
+            Self::KillPlatform => AuditAction::KillPlatform,
+            Self::RevivePlatform => AuditAction::RevivePlatform,
+            Self::HandleIncidents => AuditAction::HandleIncidents,
+            Self::ReadUsage => AuditAction::ReadUsage,
+            Self::CreateCollection => AuditAction::CreateCollection,
+            Self::ManageCollection(_) => AuditAction::ManageCollection,
         }
     }
 
@@ -311,6 +317,84 @@ pub fn decide(principal: &Principal, bindings: &[RoleBinding], action: &Action) 
     }
 }
 
+/// Something with owners and users: an assistant or a collection. Its owner group's members
+/// manage it, as do the roles that grant `manage`; its scope says who else may use (or read) it.
+#[derive(Debug, Clone, Copy)]
+pub struct Owned<'a> {
+    pub owner_group: Option<&'a str>,
+    pub scope: &'a AccessScope,
+    /// The action that managing it is (`EditAssistant(id)`, `ManageCollection(id)`).
+    pub manage: &'a Action,
+}
+
+/// What allowed someone to manage an owned resource, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A member of its owner group.
+    OwnerGroup(String),
+    /// A role bound to one of their groups or app roles.
+    Role(Role),
+}
+
+impl Grant {
+    /// How the audit trail and the kill switches name it: the role, or `owner_group`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::OwnerGroup(_) => "owner_group",
+            Self::Role(role) => role.as_str(),
+        }
+    }
+}
+
+/// Where someone stands towards an owned resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// May change it (and use it).
+    Manages(Grant),
+    /// Is in its scope: may use the assistant, read the collection.
+    Uses,
+    /// Neither: for them it does not exist.
+    Outsider,
+}
+
+impl Standing {
+    pub fn manages(&self) -> bool {
+        matches!(self, Self::Manages(_))
+    }
+
+    pub fn sees(&self) -> bool {
+        !matches!(self, Self::Outsider)
+    }
+}
+
+/// Whether `principal` may manage `owned`, and what allows it: its owner group first, else the
+/// roles for `owned.manage`.
+pub fn manage_grant(
+    principal: &Principal,
+    bindings: &[RoleBinding],
+    owned: Owned<'_>,
+) -> Option<Grant> {
+    if let Some(group) = owned.owner_group
+        && in_owner_group(principal, Some(group))
+    {
+        return Some(Grant::OwnerGroup(group.to_owned()));
+    }
+    match decide(principal, bindings, owned.manage) {
+        Decision::Allowed(role) => Some(Grant::Role(role)),
+        Decision::Denied => None,
+    }
+}
+
+/// The one rule for owned resources: managers see and change it, those in its scope use it,
+/// and for everyone else it does not exist.
+pub fn standing(principal: &Principal, bindings: &[RoleBinding], owned: Owned<'_>) -> Standing {
+    match manage_grant(principal, bindings, owned) {
+        Some(grant) => Standing::Manages(grant),
+        None if owned.scope.admits(principal) => Standing::Uses,
+        None => Standing::Outsider,
+    }
+}
+
 /// The roles a principal holds through `bindings`, with the assistant each is limited to.
 pub fn roles_of(principal: &Principal, bindings: &[RoleBinding]) -> Vec<(Role, Option<String>)> {
     let mut roles: Vec<(Role, Option<String>)> = bindings
@@ -405,6 +489,143 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// One of every action, on `hr-bot` where it takes an assistant. The match has no `_` arm:
+    /// a new action does not compile until it is in the matrix below.
+    fn every_action() -> Vec<Action> {
+        let hr = || "hr-bot".to_owned();
+        let all = vec![
+            Action::ReadAudit,
+            Action::VerifyAudit,
+            Action::ManageRoleBindings,
+            Action::ManageApiKeys,
+            Action::ManagePlatform,
+            Action::CreateAssistant,
+            Action::EditAssistant(hr()),
+            Action::KillAssistant(hr()),
+            Action::ReviveAssistant(hr()),
+            Action::KillDeployment("gpt".to_owned()),
+            Action::KillPlatform,
+            Action::RevivePlatform,
+            Action::HandleIncidents,
+            Action::ReadUsage,
+            Action::CreateCollection,
+            Action::ManageCollection("c1".to_owned()),
+        ];
+        for action in &all {
+            match action {
+                Action::ReadAudit
+                | Action::VerifyAudit
+                | Action::ManageRoleBindings
+                | Action::ManageApiKeys
+                | Action::ManagePlatform
+                | Action::CreateAssistant
+                | Action::EditAssistant(_)
+                | Action::KillAssistant(_)
+                | Action::ReviveAssistant(_)
+                | Action::KillDeployment(_)
+                | Action::KillPlatform
+                | Action::RevivePlatform
+                | Action::HandleIncidents
+                | Action::ReadUsage
+                | Action::CreateCollection
+                | Action::ManageCollection(_) => {}
+            }
+        }
+        all
+    }
+
+    /// Every action × every role held alone (and none): exactly the roles the product's roles
+    /// table names pass.
+    #[test]
+    fn every_action_is_allowed_to_exactly_its_roles() {
+        use Role::{AssistantOwner as Own, Auditor as Aud, ItOps as Ops, PlatformAdmin as Adm};
+        let expected: &[(&str, &[Role])] = &[
+            ("audit.read", &[Ops, Aud, Adm]),
+            ("audit.verify", &[Ops, Aud, Adm]),
+            ("role_bindings.manage", &[Adm]),
+            ("api_keys.manage", &[Adm]),
+            ("platform.manage", &[Adm]),
+            ("assistant.create", &[Adm]),
+            ("assistant.edit", &[Own, Adm]),
+            ("assistant.kill", &[Own, Ops, Adm]),
+            ("assistant.revive", &[Ops, Adm]),
+            ("deployment.kill", &[Ops, Adm]),
+            ("platform.kill", &[Ops, Adm]),
+            ("platform.revive", &[Adm]),
+            ("incidents.handle", &[Ops, Adm]),
+            ("usage.read", &[Ops, Adm]),
+            ("collection.create", &[Adm]),
+            ("collection.manage", &[Adm]),
+        ];
+        let actions = every_action();
+        assert_eq!(actions.len(), expected.len());
+        let nobody = principal(&["g-staff"], &[]);
+        for (action, (name, roles)) in actions.iter().zip(expected) {
+            assert_eq!(action.name(), *name);
+            assert!(
+                !decide(&nobody, &[], action).is_allowed(),
+                "{name} without a role"
+            );
+            for role in Role::ALL {
+                let holder = principal(&["g-role"], &[]);
+                let bindings = [binding(role, "g-role", None)];
+                assert_eq!(
+                    decide(&holder, &bindings, action),
+                    if roles.contains(&role) {
+                        Decision::Allowed(role)
+                    } else {
+                        Decision::Denied
+                    },
+                    "{role} on {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn owners_manage_through_their_group_before_any_role() {
+        let scope = AccessScope::Groups {
+            groups: vec!["g-staff".to_owned()],
+        };
+        let manage = Action::EditAssistant("hr-bot".to_owned());
+        let owned = Owned {
+            owner_group: Some("g-hr"),
+            scope: &scope,
+            manage: &manage,
+        };
+        let bindings = [
+            binding(Role::PlatformAdmin, "g-admin", None),
+            binding(Role::AssistantOwner, "g-it", Some("it-bot")),
+        ];
+        let owner = principal(&["g-hr", "g-admin"], &[]);
+        assert_eq!(
+            standing(&owner, &bindings, owned),
+            Standing::Manages(Grant::OwnerGroup("g-hr".to_owned()))
+        );
+        let admin = principal(&["g-admin"], &[]);
+        assert_eq!(
+            standing(&admin, &bindings, owned),
+            Standing::Manages(Grant::Role(Role::PlatformAdmin))
+        );
+        assert_eq!(
+            standing(&principal(&["g-staff"], &[]), &bindings, owned),
+            Standing::Uses
+        );
+        // Owning another assistant is not owning this one.
+        let other_owner = principal(&["g-it"], &[]);
+        assert_eq!(standing(&other_owner, &bindings, owned), Standing::Outsider);
+        assert!(!Standing::Outsider.sees());
+        // No owner group: only roles manage it.
+        let unowned = Owned {
+            owner_group: None,
+            ..owned
+        };
+        assert_eq!(
+            standing(&principal(&["g-hr"], &[]), &bindings, unowned),
+            Standing::Outsider
+        );
     }
 
     #[test]
