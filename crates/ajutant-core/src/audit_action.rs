@@ -26,6 +26,9 @@ crate::text_enum! {
         ScimUserDeleted => "scim.user.deleted",
         ScimRejected => "scim.rejected",
 
+        // A resource the caller may not see was asked for (answered as missing).
+        AccessHidden => "access.hidden",
+
         // Access decisions on protected actions (`policy::Action::audit_action`).
         ReadAudit => "audit.read",
         VerifyAudit => "audit.verify",

@@ -5,6 +5,7 @@
 
 pub mod text_enum;
 
+pub mod assistant;
 pub mod audit;
 pub mod audit_action;
 pub mod audit_export;

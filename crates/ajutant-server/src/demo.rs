@@ -9,7 +9,7 @@ use ajutant_store::{CollectionSpec, NewItem, StoreError};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::assistants::{Definition, Generation};
+use ajutant_core::assistant::{Definition, Generation};
 
 const SEED: &str = "demo-helpdesk-v1";
 const AUTHOR: &str = "system:demo";
@@ -110,9 +110,6 @@ pub(crate) async fn seed(state: &AppState) -> Result<bool, StoreError> {
             "What can I claim for my home office?".to_owned(),
         ],
     };
-    let definition = serde_json::to_string(&definition).map_err(|e| StoreError::Invalid {
-        what: e.to_string(),
-    })?;
     state
         .store
         .create_assistant("helpdesk", &definition, AUTHOR, now)

@@ -2,6 +2,7 @@
 //! audit writer, serves until `shutdown` resolves, drains, and records the stop. The binary and
 //! the tests both go through it, so tests exercise exactly what production runs.
 
+mod access;
 pub mod app;
 mod assistants;
 mod chat;
@@ -18,6 +19,7 @@ mod paging;
 pub mod problem;
 pub mod request;
 mod sse;
+mod tasks;
 pub mod telemetry;
 mod web;
 
@@ -53,6 +55,8 @@ pub struct AppState {
     /// Operations events from every instance (escalations, incidents, switches).
     pub(crate) bus: ops::bus::OpsBus,
     pub(crate) notifier: notify::Notifier,
+    /// Work that outlives its request; shutdown waits for it.
+    pub(crate) tasks: tasks::Tasks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +93,9 @@ pub async fn run(
     let gateway = gateway::Gateway::new(&deployments, &config.gateway, audit.usage_log())?;
     gateway.load_stored(&store).await?;
     let stop_watching = Arc::new(Notify::new());
-    let watcher = tokio::spawn({
+    // The instance's own loops, stopped and joined at shutdown.
+    let workers = tasks::Tasks::default();
+    workers.spawn({
         let gateway = gateway.clone();
         let store = store.clone();
         let stop = Arc::clone(&stop_watching);
@@ -137,42 +143,36 @@ pub async fn run(
         switches,
         bus: ops::bus::OpsBus::default(),
         notifier: notify::Notifier::default(),
+        tasks: tasks::Tasks::default(),
     };
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");
     }
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-    let workers: Vec<_> = (0..config.grounding.workers)
-        .map(|n| {
-            let name = format!("{}/{}/{n}", address, uuid::Uuid::now_v7());
-            tokio::spawn(grounding::ingest::work(
-                state.clone(),
-                name,
-                workers_stop.clone(),
-            ))
-        })
-        .collect();
-    let mut background = vec![
-        tokio::spawn(
-            state
-                .bus
-                .clone()
-                .follow(store.clone(), workers_stop.clone()),
-        ),
-        tokio::spawn(state.switches.clone().follow(
-            store.clone(),
-            state.bus.subscribe(),
+    for n in 0..config.grounding.workers {
+        let name = format!("{}/{}/{n}", address, uuid::Uuid::now_v7());
+        workers.spawn(grounding::ingest::work(
+            state.clone(),
+            name,
             workers_stop.clone(),
-        )),
-    ];
+        ));
+    }
+    workers.spawn(
+        state
+            .bus
+            .clone()
+            .follow(store.clone(), workers_stop.clone()),
+    );
+    workers.spawn(state.switches.clone().follow(
+        store.clone(),
+        state.bus.subscribe(),
+        workers_stop.clone(),
+    ));
     for n in 0..config.notifications.senders {
         let sender = format!("{}/{}/notify/{n}", address, uuid::Uuid::now_v7());
-        background.push(tokio::spawn(notify::work(
-            state.clone(),
-            sender,
-            workers_stop.clone(),
-        )));
+        workers.spawn(notify::work(state.clone(), sender, workers_stop.clone()));
     }
+    let requests_tasks = state.tasks.clone();
     let app = app::router(state, &config);
     let stopping = Arc::new(Notify::new());
     let signal = {
@@ -205,6 +205,9 @@ pub async fn run(
         }
     };
 
+    // Answers still streaming into storage, credential re-reads: finished before the stop is
+    // recorded and the audit writer drains.
+    requests_tasks.join(AUDIT_DRAIN).await;
     let stopped = AuditEvent::new(Actor::system(), "server.stopped", "", Outcome::Allowed)
         .with_details(serde_json::json!({ "listen": address.to_string() }));
     if let Err(error) = audit.append(stopped).await {
@@ -212,21 +215,10 @@ pub async fn run(
     }
     stop_watching.notify_one();
     let _ = stop_workers.send(true);
-    for worker in workers.into_iter().chain(background) {
-        // A worker in the middle of a database call against a database that is gone would hold
-        // the shutdown; its job's lease runs out and another worker resumes it.
-        let abort = worker.abort_handle();
-        match tokio::time::timeout(AUDIT_DRAIN, worker).await {
-            Ok(Err(error)) if !error.is_cancelled() => {
-                tracing::warn!(%error, "a background worker ended abnormally");
-            }
-            Ok(_) => {}
-            Err(_) => abort.abort(),
-        }
-    }
-    if let Err(error) = watcher.await {
-        tracing::warn!(%error, "the deployment watcher ended abnormally");
-    }
+    // A worker in the middle of a database call against a database that is gone would hold
+    // the shutdown; past the drain it is aborted, its job's lease runs out and another worker
+    // resumes it.
+    workers.join(AUDIT_DRAIN).await;
     audit_writer.finish(AUDIT_DRAIN).await;
     // Requests still running past the grace period may hold pooled connections; do not wait
     // on them forever.

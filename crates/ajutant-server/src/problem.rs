@@ -200,7 +200,15 @@ fn is_plain_text(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
 }
 
+impl ApiError {
+    /// The one "not found": for a path that names nothing, and for one the caller may not see,
+    /// so the two cannot be told apart.
+    pub(crate) fn no_resource(path: &str) -> Self {
+        Self::NotFound(format!("no resource at {path}"))
+    }
+}
+
 /// The answer for a path no route matches.
 pub(crate) async fn no_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no resource at {}", uri.path()))
+    ApiError::no_resource(uri.path())
 }

@@ -2,6 +2,7 @@
 //! takes the owner and matches on it, so a query cannot return someone else's conversation by
 //! mistake.
 
+use ajutant_core::chat::{MessageRole, MessageStatus};
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
@@ -24,9 +25,11 @@ pub struct Message {
     pub id: String,
     pub conversation_id: String,
     pub seq: i64,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: MessageRole,
     pub content: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub error: Option<String>,
     /// JSON array.
     pub citations: String,
@@ -41,12 +44,11 @@ pub struct Message {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub role: &'static str,
+    pub role: MessageRole,
     pub content: String,
-    /// `complete`, `partial` (the caller went away or the stream broke) or `failed`.
-    pub status: &'static str,
+    pub status: MessageStatus,
     pub error: Option<String>,
     pub citations: String,
     pub assistant_version: Option<i64>,
@@ -56,6 +58,26 @@ pub struct NewMessage {
     pub latency_ms: Option<i64>,
     pub trace_id: Option<String>,
     pub request_id: Option<String>,
+}
+
+/// A complete question with nothing else set; answers and tests change what they need.
+impl Default for NewMessage {
+    fn default() -> Self {
+        Self {
+            role: MessageRole::User,
+            content: String::new(),
+            status: MessageStatus::Complete,
+            error: None,
+            citations: "[]".to_owned(),
+            assistant_version: None,
+            deployment: None,
+            input_tokens: None,
+            output_tokens: None,
+            latency_ms: None,
+            trace_id: None,
+            request_id: None,
+        }
+    }
 }
 
 const CONVERSATION_COLUMNS: &str = "id, owner_id, assistant_id, title, created_at, updated_at";
@@ -221,9 +243,9 @@ impl Store {
                 )
                 .bind(&id)
                 .bind(conversation_id)
-                .bind(message.role)
+                .bind(message.role.as_str())
                 .bind(message.content.replace('\0', ""))
-                .bind(message.status)
+                .bind(message.status.as_str())
                 .bind(&message.error)
                 .bind(&message.citations)
                 .bind(message.assistant_version)

@@ -4,6 +4,7 @@
 //! either all of it is stored or none of it is, so a crash cannot leave an escalation that
 //! nobody hears about.
 
+use ajutant_core::incident::{IncidentStatus, NoteKind, TimelineKind};
 use time::OffsetDateTime;
 
 use crate::db_time::{DbTime, MaybeDbTime};
@@ -108,8 +109,8 @@ pub struct Incident {
     pub serious: bool,
     pub reported_by: String,
     pub reported_by_name: String,
-    /// `open`, `acknowledged` or `resolved`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: IncidentStatus,
     pub assignee: Option<String>,
     #[sqlx(try_from = "DbTime")]
     pub opened_at: OffsetDateTime,
@@ -125,9 +126,8 @@ pub struct Incident {
 pub struct IncidentEvent {
     pub id: String,
     pub incident_id: String,
-    /// `opened`, `acknowledged`, `resolved`, `reopened`, `assigned`, `note`, `action` or
-    /// `feedback_changed`.
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: TimelineKind,
     pub text: Option<String>,
     pub actor_id: String,
     pub actor_name: String,
@@ -163,12 +163,12 @@ pub struct FeedbackFact {
 /// A change to an incident, made by IT operations.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentChange {
-    /// `open` (reopen), `acknowledged` or `resolved`.
-    pub status: Option<String>,
+    /// The status to move to (`open` reopens); allowed or not by `IncidentStatus::transition`.
+    pub status: Option<IncidentStatus>,
     /// `Some(None)` clears the assignee.
     pub assignee: Option<Option<String>>,
-    /// `note` or `action`, with its text.
-    pub note: Option<(String, String)>,
+    /// A note or an action taken, with its text.
+    pub note: Option<(NoteKind, String)>,
 }
 
 /// Who did something, for timelines.
@@ -186,16 +186,6 @@ const INCIDENT_COLUMNS: &str = "id, feedback_id, message_id, conversation_id, as
      assistant_version, deployment, trace_id, categories, serious, reported_by, \
      reported_by_name, status, assignee, opened_at, acknowledged_at, resolved_at, updated_at";
 const EVENT_COLUMNS: &str = "id, incident_id, kind, text, actor_id, actor_name, created_at";
-
-/// Whether an incident may go from `from` to `to`, and the timeline entry that records it.
-fn transition(from: &str, to: &str) -> Option<&'static str> {
-    match (from, to) {
-        ("open", "acknowledged") => Some("acknowledged"),
-        ("open" | "acknowledged", "resolved") => Some("resolved"),
-        ("acknowledged" | "resolved", "open") => Some("reopened"),
-        _ => None,
-    }
-}
 
 impl Store {
     /// Stores a user's feedback on an answer, replacing their earlier feedback on it, and, when
@@ -547,9 +537,9 @@ impl Store {
                 false
             } else {
                 let current: Incident = sqlx::query_as(&select).bind(id).fetch_one(&mut *tx).await?;
-                let mut entries: Vec<(&str, Option<String>)> = Vec::new();
-                if let Some(status) = change.status.as_deref() {
-                    let Some(entry) = transition(&current.status, status) else {
+                let mut entries: Vec<(TimelineKind, Option<String>)> = Vec::new();
+                if let Some(status) = change.status {
+                    let Some(entry) = current.status.transition(status) else {
                         return Err(StoreError::Conflict {
                             what: format!(
                                 "the incident is {}; it cannot become {status}",
@@ -558,9 +548,9 @@ impl Store {
                         });
                     };
                     let (set_acknowledged, set_resolved) = match status {
-                        "acknowledged" => (Some(DbTime(now)), None),
-                        "resolved" => (None, Some(DbTime(now))),
-                        _ => (None, None),
+                        IncidentStatus::Acknowledged => (Some(DbTime(now)), None),
+                        IncidentStatus::Resolved => (None, Some(DbTime(now))),
+                        IncidentStatus::Open => (None, None),
                     };
                     sqlx::query(
                         "UPDATE incidents SET status = $2, \
@@ -570,7 +560,7 @@ impl Store {
                          WHERE id = $1",
                     )
                     .bind(id)
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(set_acknowledged)
                     .bind(set_resolved)
                     .execute(&mut *tx)
@@ -583,11 +573,10 @@ impl Store {
                         .bind(assignee.as_deref().map(|a| a.replace('\0', "")))
                         .execute(&mut *tx)
                         .await?;
-                    entries.push(("assigned", assignee.clone()));
+                    entries.push((TimelineKind::Assigned, assignee.clone()));
                 }
                 if let Some((kind, text)) = &change.note {
-                    let kind = if kind == "action" { "action" } else { "note" };
-                    entries.push((kind, Some(text.replace('\0', ""))));
+                    entries.push((kind.timeline_kind(), Some(text.replace('\0', ""))));
                 }
                 for (kind, text) in entries {
                     sqlx::query(
@@ -596,7 +585,7 @@ impl Store {
                     )
                     .bind(uuid::Uuid::now_v7().to_string())
                     .bind(id)
-                    .bind(kind)
+                    .bind(kind.as_str())
                     .bind(text)
                     .bind(actor.id)
                     .bind(actor.name.replace('\0', ""))
@@ -613,21 +602,5 @@ impl Store {
             return Ok(None);
         }
         self.incident(id).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::transition;
-
-    #[test]
-    fn incidents_move_forward_or_reopen() {
-        assert_eq!(transition("open", "acknowledged"), Some("acknowledged"));
-        assert_eq!(transition("open", "resolved"), Some("resolved"));
-        assert_eq!(transition("acknowledged", "resolved"), Some("resolved"));
-        assert_eq!(transition("resolved", "open"), Some("reopened"));
-        assert_eq!(transition("resolved", "acknowledged"), None);
-        assert_eq!(transition("open", "open"), None);
-        assert_eq!(transition("acknowledged", "acknowledged"), None);
     }
 }

@@ -6,6 +6,7 @@ mod prompt;
 pub(crate) mod turn;
 
 use ajutant_core::audit::Outcome;
+use ajutant_core::chat::{MessageRole, MessageStatus};
 use ajutant_store::{Conversation, Message};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -86,9 +87,9 @@ pub(crate) fn message_view(m: Message) -> MessageView {
         citations: serde_json::from_str(&m.citations).unwrap_or_else(|_| json!([])),
         id: m.id,
         seq: m.seq,
-        role: m.role,
+        role: m.role.as_str().to_owned(),
         content: m.content,
-        status: m.status,
+        status: m.status.as_str().to_owned(),
         error: m.error,
         assistant_version: m.assistant_version,
         deployment: m.deployment,
@@ -196,9 +197,9 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<ConversationView>), ApiError> {
-    let assistant = assistants::load(&state, &body.assistant_id)
+    let assistant = assistants::service::load(&state, &body.assistant_id)
         .await?
-        .filter(|a| a.usable_by(&caller.principal))
+        .filter(|a| a.definition.access.admits(&caller.principal))
         .ok_or_else(|| {
             ApiError::NotFound(format!("no assistant {:?} for you", body.assistant_id))
         })?;
@@ -210,7 +211,7 @@ async fn create(
         .store
         .create_conversation(
             &caller.principal.id,
-            &assistant.row.id,
+            &assistant.id,
             &title,
             OffsetDateTime::now_utc(),
         )
@@ -376,13 +377,13 @@ fn markdown(conversation: &Conversation, messages: &[MessageView]) -> String {
             .unwrap_or_default()
     );
     for message in messages {
-        let who = if message.role == "user" {
+        let who = if message.role == MessageRole::User.as_str() {
             "You"
         } else {
             "Assistant"
         };
         out.push_str(&format!("\n## {who}\n\n{}\n", message.content.trim()));
-        if message.status != "complete" {
+        if message.status != MessageStatus::Complete.as_str() {
             out.push_str(&format!("\n_({})_\n", message.status));
         }
         if let Some(citations) = message.citations.as_array()

@@ -59,7 +59,9 @@ pub(crate) fn compose(
     let mut kept = Vec::new();
     let mut spent = 0;
     for message in history.iter().rev() {
-        if message.content.trim().is_empty() || message.status == "failed" {
+        if message.content.trim().is_empty()
+            || message.status == ajutant_core::chat::MessageStatus::Failed
+        {
             continue;
         }
         let cost = count_tokens(&message.content);
@@ -67,7 +69,7 @@ pub(crate) fn compose(
             break;
         }
         spent += cost;
-        let role = if message.role == "assistant" {
+        let role = if message.role == ajutant_core::chat::MessageRole::Assistant {
             MessageRole::Assistant
         } else {
             MessageRole::User
@@ -134,9 +136,9 @@ mod tests {
             id: seq.to_string(),
             conversation_id: "c".into(),
             seq,
-            role: role.into(),
+            role: role.parse().unwrap(),
             content: content.into(),
-            status: "complete".into(),
+            status: ajutant_core::chat::MessageStatus::Complete,
             error: None,
             citations: "[]".into(),
             assistant_version: None,

@@ -27,7 +27,10 @@ use utoipa::ToSchema;
 
 use super::{MessageView, message_view, own, prompt};
 use crate::AppState;
-use crate::assistants::{self, Loaded};
+use ajutant_core::chat::{MessageRole, MessageStatus};
+use ajutant_store::Assistant;
+
+use crate::assistants;
 use crate::gateway::runtime::{Call, CallIds, RuntimeCallError};
 use crate::grounding::retrieval::{self, Mode};
 use crate::identity::Caller;
@@ -113,15 +116,15 @@ pub(crate) async fn post_message(
         request_id: Some(context.request_id.clone()),
         trace_id: Some(context.trace_id.clone()),
     };
-    let version = assistant.row.current_version;
+    let version = assistant.current_version;
     let user_message = state
         .store
         .append_message(
             &conversation.id,
             &NewMessage {
-                role: "user",
+                role: MessageRole::User,
                 content: question.clone(),
-                status: "complete",
+                status: MessageStatus::Complete,
                 citations: "[]".to_owned(),
                 assistant_version: Some(version),
                 trace_id: Some(context.trace_id.clone()),
@@ -207,7 +210,7 @@ pub(crate) async fn post_message(
     let turn = Turn {
         state: state.clone(),
         conversation: conversation.clone(),
-        assistant_id: assistant.row.id.clone(),
+        assistant_id: assistant.id.clone(),
         version,
         deployment: assistant.definition.deployment.clone(),
         sources,
@@ -236,7 +239,7 @@ pub(crate) async fn post_message(
                 text: String::new(),
                 usage: Usage::default(),
                 served_by: None,
-                status: "failed",
+                status: MessageStatus::Failed,
                 error: Some(message),
             })
             .await?;
@@ -272,7 +275,7 @@ pub(crate) async fn post_message(
     let _ = events.try_send(sse("start", &start));
     let _ = events.try_send(sse("citations", &citations));
     let timeout = Duration::from_secs(state.config.chat.turn_timeout_secs);
-    tokio::spawn(pump(turn, opened, events, done, timeout));
+    state.tasks.spawn(pump(turn, opened, events, done, timeout));
 
     if wants_stream(&headers) {
         let body = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -286,7 +289,7 @@ pub(crate) async fn post_message(
     }
     // Not streaming: keep the channel drained so the answer is not cut short, then answer
     // with the stored messages.
-    let drain = tokio::spawn(async move {
+    let drain = state.tasks.spawn(async move {
         let mut receiver = receiver;
         while receiver.recv().await.is_some() {}
     });
@@ -307,11 +310,11 @@ async fn authorize_turn(
     context: &RequestContext,
     caller: &Caller,
     conversation: &Conversation,
-) -> Result<Loaded, ApiError> {
-    let assistant = assistants::load(state, &conversation.assistant_id)
+) -> Result<Assistant, ApiError> {
+    let assistant = assistants::service::load(state, &conversation.assistant_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no resource at {}", context.path)))?;
-    if !assistant.usable_by(&caller.principal) {
+    if !assistant.definition.access.admits(&caller.principal) {
         // Their groups changed since the conversation began.
         state
             .record(
@@ -319,7 +322,7 @@ async fn authorize_turn(
                     .event(
                         context,
                         "chat.turn",
-                        format!("assistant/{}", assistant.row.id),
+                        format!("assistant/{}", assistant.id),
                         Outcome::Denied,
                     )
                     .with_details(json!({ "reason": "outside the assistant's access scope" })),
@@ -331,10 +334,9 @@ async fn authorize_turn(
         )));
     }
     let switches = state.switches.current();
-    if let Some(disabled) = switches.blocks(
-        Some(&assistant.row.id),
-        Some(&assistant.definition.deployment),
-    ) {
+    if let Some(disabled) =
+        switches.blocks(Some(&assistant.id), Some(&assistant.definition.deployment))
+    {
         return Err(ApiError::Unavailable(disabled.message));
     }
     Ok(assistant)
@@ -349,8 +351,7 @@ struct Answer {
     text: String,
     usage: Usage,
     served_by: Option<String>,
-    /// `complete`, `partial` or `failed`.
-    status: &'static str,
+    status: MessageStatus,
     error: Option<String>,
 }
 
@@ -391,7 +392,7 @@ impl Turn {
             .append_message(
                 &self.conversation.id,
                 &NewMessage {
-                    role: "assistant",
+                    role: MessageRole::Assistant,
                     content: text,
                     status,
                     error: error.clone(),
@@ -407,7 +408,7 @@ impl Turn {
                 OffsetDateTime::now_utc(),
             )
             .await?;
-        let outcome = if status == "failed" {
+        let outcome = if status == MessageStatus::Failed {
             Outcome::Failed
         } else {
             Outcome::Allowed
@@ -426,7 +427,7 @@ impl Turn {
                     "assistant_version": self.version,
                     "deployment": message.deployment,
                     "message": message.id,
-                    "status": status,
+                    "status": status.as_str(),
                     "error": error,
                     "retrieval": self.mode,
                     "retrieved": self.sources.len(),
@@ -466,23 +467,23 @@ async fn pump(
     let mut code: Option<&'static str> = None;
     let mut text = String::new();
     let mut usage = Usage::default();
-    let (status, error): (&'static str, Option<String>) = loop {
+    let (status, error): (MessageStatus, Option<String>) = loop {
         tokio::select! {
             biased;
-            () = events.closed() => break ("partial", Some("the client went away".to_owned())),
-            () = &mut deadline => break ("partial", Some(format!("the answer took longer than {} s", timeout.as_secs()))),
+            () = events.closed() => break (MessageStatus::Partial, Some("the client went away".to_owned())),
+            () = &mut deadline => break (MessageStatus::Partial, Some(format!("the answer took longer than {} s", timeout.as_secs()))),
             // A kill switch ends a running answer: the user is told, the text so far is kept.
             off = &mut disabled => {
                 code = Some(off.code);
-                break (if text.is_empty() { "failed" } else { "partial" }, Some(off.message));
+                break (MessageStatus::cut_short(&text), Some(off.message));
             }
             event = stream.next() => match event {
-                None => break ("complete", None),
+                None => break (MessageStatus::Complete, None),
                 Some(Ok(ChatEvent::Text(delta))) => {
                     text.push_str(&delta);
                     // A full channel means a slow reader: wait for room, or notice it left.
                     if events.send(sse("delta", &json!({ "text": delta }))).await.is_err() {
-                        break ("partial", Some("the client went away".to_owned()));
+                        break (MessageStatus::Partial, Some("the client went away".to_owned()));
                     }
                 }
                 Some(Ok(ChatEvent::Usage(counted))) => {
@@ -491,8 +492,7 @@ async fn pump(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(failure)) => {
-                    let status = if text.is_empty() { "failed" } else { "partial" };
-                    break (status, Some(format!("the model stopped: {failure}")));
+                    break (MessageStatus::cut_short(&text), Some(format!("the model stopped: {failure}")));
                 }
             },
         }
@@ -500,11 +500,11 @@ async fn pump(
     // Dropping the stream cancels the upstream call when it has not ended by itself.
     drop(stream);
     meter.end(match status {
-        "complete" => "ok",
-        "failed" => "failed",
-        _ => "cancelled",
+        MessageStatus::Complete => "ok",
+        MessageStatus::Failed => "failed",
+        MessageStatus::Partial => "cancelled",
     });
-    metrics::counter!("ajutant_chat_turns_total", "status" => status).increment(1);
+    metrics::counter!("ajutant_chat_turns_total", "status" => status.as_str()).increment(1);
     let stored = turn
         .finish(Answer {
             text,
@@ -517,14 +517,14 @@ async fn pump(
     match &stored {
         Ok(message) => {
             let view = message_view(message.clone());
-            let event = if status == "complete" {
+            let event = if status == MessageStatus::Complete {
                 sse("done", &json!({ "message": view }))
             } else {
                 sse(
                     "error",
                     &json!({
                         "message": error,
-                        "status": status,
+                        "status": status.as_str(),
                         "code": code,
                         "message_id": message.id,
                     }),

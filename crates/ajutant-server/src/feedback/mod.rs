@@ -7,9 +7,11 @@
 pub(crate) mod analytics;
 
 use ajutant_core::audit::Outcome;
+use ajutant_core::chat::MessageRole;
 use ajutant_core::feedback::Category;
-use ajutant_core::policy::Action;
-use ajutant_store::{Escalation, Feedback, FeedbackFilter, NewFeedback, NewNotification};
+use ajutant_store::{
+    Assistant, Escalation, Feedback, FeedbackFilter, NewFeedback, NewNotification,
+};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,10 +23,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::assistants::{self, Loaded};
+use crate::access::Guard;
+use crate::assistants;
 use crate::gateway::reports::day;
 use crate::identity::Caller;
-use crate::identity::access::authorize_owner_or;
 use crate::notify::format::EscalationNotice;
 use crate::paging;
 use crate::problem::{ApiError, Problem};
@@ -182,7 +184,7 @@ async fn own_answer(
             .await?;
         return Err(not_found());
     };
-    if message.role != "assistant" {
+    if message.role != MessageRole::Assistant {
         return Err(ApiError::BadRequest(
             "feedback is given on answers, not on questions".to_owned(),
         ));
@@ -192,7 +194,7 @@ async fn own_answer(
         .messages(&conversation.id)
         .await?
         .into_iter()
-        .rfind(|m| m.seq < message.seq && m.role == "user")
+        .rfind(|m| m.seq < message.seq && m.role == MessageRole::User)
         .map(|m| m.content)
         .unwrap_or_default();
     Ok((message, question, conversation.assistant_id))
@@ -221,7 +223,7 @@ async fn give(
 ) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
     let (categories, comment) = checked(&body)?;
     let (message, question, assistant_id) = own_answer(&state, &context, &caller, &id).await?;
-    let assistant = assistants::load(&state, &assistant_id).await?;
+    let assistant = assistants::service::load(&state, &assistant_id).await?;
     let reasons = state
         .config
         .feedback
@@ -297,7 +299,7 @@ async fn give(
 fn escalation(
     state: &AppState,
     new: &NewFeedback,
-    assistant: Option<&Loaded>,
+    assistant: Option<&Assistant>,
     now: OffsetDateTime,
 ) -> Result<Escalation, ApiError> {
     let incident_id = uuid::Uuid::now_v7().to_string();
@@ -372,25 +374,9 @@ async fn owned(
     context: &RequestContext,
     caller: &Caller,
     id: &str,
-) -> Result<Loaded, ApiError> {
-    let Some(assistant) = assistants::load(state, id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "no resource at {}",
-            context.path
-        )));
-    };
-    authorize_owner_or(
-        state,
-        context,
-        caller,
-        assistant.definition.owner_group.as_deref(),
-        (
-            Action::EditAssistant(id.to_owned()),
-            &format!("assistant/{id}/feedback"),
-        ),
-    )
-    .await?;
-    Ok(assistant)
+) -> Result<Assistant, ApiError> {
+    let guard = Guard::new(state, context, caller).await?;
+    assistants::service::editable(&guard, id, &format!("assistant/{id}/feedback")).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -3,6 +3,7 @@
 //! its public id (shown in lists and the audit trail), the whole key is stored only as SHA-256,
 //! shown once at creation, and accepted only in the `Authorization: Bearer` header.
 
+use crate::tasks::Tasks;
 use ajutant_store::{ApiKey, Store, StoreError};
 use time::OffsetDateTime;
 
@@ -106,10 +107,10 @@ impl KeyRejection {
 }
 
 /// Re-reads a cached key while callers go on with the cached answer.
-fn reread_key_in_background(store: &Store, cache: &CredentialCache, id: &str) {
+fn reread_key_in_background(store: &Store, cache: &CredentialCache, tasks: &Tasks, id: &str) {
     let (store, cache, id) = (store.clone(), cache.clone(), id.to_owned());
     let generation = cache.generation();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         match store.api_key(&id).await {
             Ok(Some(key)) => cache.remember_key(&key, generation),
             Ok(None) => cache.forget_key(&id),
@@ -124,6 +125,7 @@ fn reread_key_in_background(store: &Store, cache: &CredentialCache, id: &str) {
 pub async fn verify(
     store: &Store,
     cache: &CredentialCache,
+    tasks: &Tasks,
     presented: &str,
     now: OffsetDateTime,
 ) -> Result<Result<ApiKey, (KeyRejection, Option<String>)>, StoreError> {
@@ -142,7 +144,7 @@ pub async fn verify(
     let key = match cache.key(id) {
         Some(cached) => {
             if cached.refresh {
-                reread_key_in_background(store, cache, id);
+                reread_key_in_background(store, cache, tasks, id);
             }
             cached.value
         }

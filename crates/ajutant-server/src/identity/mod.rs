@@ -390,9 +390,15 @@ async fn authenticate_key(
     parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Caller, ApiError> {
-    let verdict = api_keys::verify(&state.store, state.identity.cache(), credential, now)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let verdict = api_keys::verify(
+        &state.store,
+        state.identity.cache(),
+        &state.tasks,
+        credential,
+        now,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let key = match verdict {
         Ok(key) => key,
         Err((rejection, key_id)) => {
@@ -500,7 +506,7 @@ fn reread_status_in_background(state: &AppState, subject: &str) {
     let (store, cache) = (state.store.clone(), state.identity.cache().clone());
     let subject = subject.to_owned();
     let generation = cache.generation();
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
         match store.is_deprovisioned(&subject).await {
             Ok(gone) => cache.remember_deprovisioned(&subject, gone, generation),
             // The entry expires at FRESH_FOR, and the next caller reads it again.

@@ -1,6 +1,7 @@
-//! IT operations: kill switches (`switches.rs`), incidents and the live escalation feed
-//! (`incidents.rs`), the bus that carries operations events between instances (`bus.rs`), and
-//! the notification outbox's dead letters (`notifications.rs`).
+//! IT operations: kill switches (`switches/`), incidents and the live escalation feed
+//! (`incidents/`), the bus that carries operations events between instances (`bus.rs`), and
+//! the notification outbox's dead letters (`notifications/`). Each feature's rules are in its
+//! `service.rs`.
 
 pub(crate) mod bus;
 pub(crate) mod incidents;
@@ -14,7 +15,7 @@ use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(switches::set, switches::list))
+        .routes(routes!(switches::routes::set, switches::routes::list))
         .routes(routes!(incidents::list))
         .routes(routes!(incidents::get, incidents::change))
         .routes(routes!(incidents::stream))

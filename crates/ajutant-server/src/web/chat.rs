@@ -19,6 +19,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
+use ajutant_core::chat::{MessageRole, MessageStatus};
+
+use crate::access::Guard;
 use crate::assistants::{self, AssistantView};
 use crate::chat::{self, ConversationView, ListParams, MessageView};
 use crate::feedback::{self, FeedbackView};
@@ -98,15 +101,22 @@ struct Sidebar {
 /// also lists those the viewer only edits; the chat offers only those in their scope.
 async fn sidebar(
     state: &AppState,
+    context: &RequestContext,
     viewer: &Viewer,
     cursor: Option<String>,
     current: Option<&str>,
 ) -> Result<Sidebar, PageError> {
-    let Json(listed) = assistants::list(State(state.clone()), viewer.caller.clone()).await?;
-    let assistants = listed
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let assistants = assistants::service::list(&guard)
+        .await?
         .into_iter()
-        .filter(|a| a.definition.access.admits(&viewer.caller.principal))
-        .map(AssistantCard::from)
+        .filter(|seen| {
+            seen.assistant
+                .definition
+                .access
+                .admits(&viewer.caller.principal)
+        })
+        .map(|seen| AssistantCard::from(assistants::view(seen)))
         .collect();
     let Json(page) = chat::list(
         State(state.clone()),
@@ -144,10 +154,11 @@ struct Index {
 
 async fn index(
     State(state): State<AppState>,
+    context: RequestContext,
     viewer: Viewer,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
-    let side = sidebar(&state, &viewer, query.cursor, None).await?;
+    let side = sidebar(&state, &context, &viewer, query.cursor, None).await?;
     Ok(render(&Index {
         layout: Layout::new(&viewer, "Chat", "chat"),
         side,
@@ -288,15 +299,18 @@ async fn message_item(
     viewer: &Viewer,
     message: MessageView,
 ) -> Result<MessageItem, PageError> {
-    let from_user = message.role == "user";
-    let problem = match (message.status.as_str(), &message.error) {
-        ("partial", Some(error)) => Some(format!("This answer is incomplete: {error}")),
-        ("partial", None) => Some("This answer is incomplete.".to_owned()),
-        ("failed", Some(error)) => Some(format!("No answer: {error}")),
-        ("failed", None) => Some("No answer.".to_owned()),
+    let from_user = message.role == MessageRole::User.as_str();
+    let status = MessageStatus::parse(&message.status);
+    let problem = match (status, &message.error) {
+        (Some(MessageStatus::Partial), Some(error)) => {
+            Some(format!("This answer is incomplete: {error}"))
+        }
+        (Some(MessageStatus::Partial), None) => Some("This answer is incomplete.".to_owned()),
+        (Some(MessageStatus::Failed), Some(error)) => Some(format!("No answer: {error}")),
+        (Some(MessageStatus::Failed), None) => Some("No answer.".to_owned()),
         _ => None,
     };
-    let rateable = !from_user && matches!(message.status.as_str(), "complete" | "partial");
+    let rateable = !from_user && status.is_some_and(MessageStatus::rateable);
     let feedback = if rateable {
         let given = given_feedback(state, context, viewer, &message.id).await?;
         Some(FeedbackWidget::new(&message.id, given.as_ref()))
@@ -338,23 +352,22 @@ async fn conversation(
     let conversation = detail.conversation;
     // An assistant since deleted or moved out of the viewer's reach leaves the conversation
     // readable; its id stands in for its name.
-    let assistant = match assistants::get_one(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(conversation.assistant_id.clone()),
-    )
-    .await
-    {
-        Ok(Json(view)) => Some(view),
-        Err(ApiError::NotFound(_)) => None,
-        Err(error) => return Err(error.into()),
-    };
+    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let assistant = assistants::service::peek(&guard, &conversation.assistant_id)
+        .await?
+        .map(assistants::view);
     let mut messages = Vec::with_capacity(detail.messages.len());
     for message in detail.messages {
         messages.push(message_item(&state, &context, &viewer, message).await?);
     }
-    let side = sidebar(&state, &viewer, query.cursor, Some(&conversation.id)).await?;
+    let side = sidebar(
+        &state,
+        &context,
+        &viewer,
+        query.cursor,
+        Some(&conversation.id),
+    )
+    .await?;
     Ok(render(&ConversationPage {
         layout: Layout::new(&viewer, conversation.title.clone(), "chat"),
         side,

@@ -2,7 +2,7 @@
 //! in), which parts of the console they may see, the layout's data, rendering, and errors as
 //! pages rather than problem documents.
 
-use ajutant_core::policy::{Principal, Role, in_owner_group, roles_of};
+use ajutant_core::policy::{Action, Principal, Role, in_owner_group, roles_of, standing};
 use askama::Template;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
@@ -10,8 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::AppState;
+use crate::access::bindings;
+use crate::assistants;
 use crate::identity::Caller;
-use crate::identity::access::bindings;
 use crate::problem::ApiError;
 
 /// A signed-in person looking at a page, with what they may see.
@@ -132,24 +133,14 @@ pub(crate) struct Access {
 
 impl Access {
     async fn of(state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
-        let held = roles_of(principal, &bindings(state).await?);
+        let bindings = bindings(state).await?;
+        let held = roles_of(principal, &bindings);
         let admin = held.iter().any(|(role, _)| *role == Role::PlatformAdmin);
-        let owner_everywhere = held
-            .iter()
-            .any(|(role, scope)| *role == Role::AssistantOwner && scope.is_none());
         let mut owned_assistants = Vec::new();
         for assistant in state.store.assistants().await? {
-            let owner_group = serde_json::from_str::<serde_json::Value>(&assistant.definition)
-                .ok()
-                .and_then(|d| d["owner_group"].as_str().map(str::to_owned));
-            let bound = held.iter().any(|(role, scope)| {
-                *role == Role::AssistantOwner && scope.as_deref() == Some(assistant.id.as_str())
-            });
-            if admin
-                || owner_everywhere
-                || bound
-                || in_owner_group(principal, owner_group.as_deref())
-            {
+            let edit = Action::EditAssistant(assistant.id.clone());
+            let owned = assistants::service::owned(&assistant, &edit);
+            if standing(principal, &bindings, owned).manages() {
                 owned_assistants.push(assistant.id);
             }
         }

@@ -293,9 +293,9 @@ async fn a_conversation_is_shown_to_its_owner_only(backend: Backend) {
         .append_message(
             &id,
             &NewMessage {
-                role: "assistant",
+                role: ajutant_core::chat::MessageRole::Assistant,
                 content: hostile.clone(),
-                status: "partial",
+                status: ajutant_core::chat::MessageStatus::Partial,
                 error: Some("the client went away".to_owned()),
                 citations: citations.to_string(),
                 assistant_version: Some(1),

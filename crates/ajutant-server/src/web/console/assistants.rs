@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::assistants::{self as api, AssistantView, Definition, VersionView};
+use crate::access::Guard;
+use crate::assistants::{self as api, AssistantView, Definition, VersionView, service};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
@@ -203,11 +204,15 @@ impl FormValues {
 /// The collections the viewer can pick from, as (id, name).
 async fn collection_choices(
     state: &AppState,
+    context: &RequestContext,
     viewer: &Viewer,
 ) -> Result<Vec<(String, String)>, PageError> {
-    let axum::Json(collections) =
-        crate::grounding::list_collections(State(state.clone()), viewer.caller.clone()).await?;
-    Ok(collections.into_iter().map(|c| (c.id, c.name)).collect())
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let collections = crate::grounding::service::list(&guard).await?;
+    Ok(collections
+        .into_iter()
+        .map(|seen| (seen.collection.id, seen.collection.name))
+        .collect())
 }
 
 /// One assistant in the list.
@@ -253,15 +258,16 @@ async fn list(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Assistants)?;
-    let axum::Json(all) = api::list(State(state.clone()), viewer.caller.clone()).await?;
-    let rows = all
+    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let rows = service::list(&guard)
+        .await?
         .into_iter()
-        .filter(|a| a.can_edit)
-        .map(Row::from)
+        .filter(|seen| seen.standing.manages())
+        .map(|seen| Row::from(api::view(seen)))
         .collect();
     let new_form = if viewer.access.is(Role::PlatformAdmin) {
         let deployments = deployments_offering(&state, &context, &viewer, Capability::Chat).await?;
-        let collections = collection_choices(&state, &viewer).await?;
+        let collections = collection_choices(&state, &context, &viewer).await?;
         Some(FormValues::new(None, deployments, collections))
     } else {
         None
@@ -280,15 +286,10 @@ async fn editable(
     viewer: &Viewer,
     id: &str,
 ) -> Result<AssistantView, PageError> {
-    let axum::Json(assistant) = api::get_one(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id.to_owned()),
-    )
-    .await?;
-    if assistant.can_edit {
-        Ok(assistant)
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let seen = service::get(&guard, id).await?;
+    if seen.standing.manages() {
+        Ok(api::view(seen))
     } else {
         // Someone who may only use it sees it in the chat, not here.
         Err(not_found())
@@ -301,14 +302,9 @@ async fn all_versions(
     viewer: &Viewer,
     id: &str,
 ) -> Result<Vec<VersionView>, PageError> {
-    let axum::Json(versions) = api::versions(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id.to_owned()),
-    )
-    .await?;
-    Ok(versions)
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let versions = service::versions(&guard, id).await?;
+    Ok(versions.into_iter().map(VersionView::from).collect())
 }
 
 struct VersionRow {
@@ -351,7 +347,7 @@ async fn edit(
     let assistant = editable(&state, &context, &viewer, &id).await?;
     let versions = all_versions(&state, &context, &viewer, &id).await?;
     let deployments = deployments_offering(&state, &context, &viewer, Capability::Chat).await?;
-    let collections = collection_choices(&state, &viewer).await?;
+    let collections = collection_choices(&state, &context, &viewer).await?;
     let killed = state.switches.current().assistant(&id).map(|p| Killed {
         reason: p.reason.clone(),
         by: p.by_name.clone(),

@@ -6,16 +6,18 @@
 use ajutant_core::config::Capability;
 use ajutant_core::policy::{AccessScope, Role};
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::assistants::{deployments_offering, rfc3339, scope_text};
 use crate::AppState;
-use crate::grounding::{self as api, CollectionView, DocumentView, JobView};
+use crate::access::Guard;
+use crate::grounding::service;
+use crate::grounding::views::{CollectionView, DocumentView, JobView, job_view, view};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
@@ -74,12 +76,13 @@ async fn list(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Collections)?;
-    let Json(all) = api::list_collections(State(state.clone()), viewer.caller.clone()).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller).await?;
     // Readers search collections through assistants; the console is for those who manage them.
-    let rows = all
+    let rows = service::list(&guard)
+        .await?
         .into_iter()
-        .filter(|c| c.can_manage)
-        .map(Row::from)
+        .filter(|seen| seen.standing.manages())
+        .map(|seen| Row::from(view(seen.collection, true)))
         .collect();
     let new_form = if viewer.access.is(Role::PlatformAdmin) {
         Some(deployments_offering(&state, &context, &viewer, Capability::Embeddings).await?)
@@ -264,16 +267,8 @@ async fn recent_jobs(
     viewer: &Viewer,
     collection: &str,
 ) -> Result<Vec<String>, PageError> {
-    let Json(jobs) = api::list_jobs(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(collection.to_owned()),
-        Query(api::JobsParams {
-            limit: Some(RECENT_JOBS),
-        }),
-    )
-    .await?;
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let jobs = service::jobs(&guard, collection, Some(RECENT_JOBS)).await?;
     Ok(jobs.into_iter().map(|job| job.id).collect())
 }
 
@@ -284,15 +279,11 @@ async fn job(
     viewer: &Viewer,
     (collection, id): (&str, String),
 ) -> Result<Option<JobRow>, PageError> {
-    let found = api::get_job(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id),
-    )
-    .await;
-    match found {
-        Ok(Json(job)) if job.collection_id == collection => Ok(Some(JobRow::from(job))),
+    let guard = Guard::new(state, context, &viewer.caller).await?;
+    match service::job(&guard, &id).await {
+        Ok((job, items)) if job.collection_id == collection => {
+            Ok(Some(JobRow::from(job_view(job, items))))
+        }
         Ok(_) | Err(ApiError::NotFound(_)) => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -307,25 +298,18 @@ async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Collections)?;
-    let Json(collection) = api::get_collection(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id.clone()),
-    )
-    .await?;
-    // The documents are for those who manage the collection; the API answers 404 to others.
-    let Json(mut documents) = api::list_documents(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id.clone()),
-        Query(api::DocumentsParams {
-            after: query.after.clone().filter(|a| !a.is_empty()),
-            limit: Some(DOCUMENTS_PAGE + 1),
-        }),
-    )
-    .await?;
+    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let seen = service::get(&guard, &id).await?;
+    let manages = seen.standing.manages();
+    let collection = view(seen.collection, manages);
+    // The documents are for those who manage the collection; the service answers 404 to others.
+    let after = query.after.clone().filter(|a| !a.is_empty());
+    let mut documents: Vec<DocumentView> =
+        service::documents(&guard, &id, after.as_deref(), Some(DOCUMENTS_PAGE + 1))
+            .await?
+            .into_iter()
+            .map(DocumentView::from)
+            .collect();
     let next_after = if documents.len() > DOCUMENTS_PAGE as usize {
         documents.truncate(DOCUMENTS_PAGE as usize);
         documents.last().map(|d| d.source_key.clone())

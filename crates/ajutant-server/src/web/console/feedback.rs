@@ -81,7 +81,7 @@ async fn index(State(state): State<AppState>, viewer: Viewer) -> Result<Response
     // is needed to read them, and each link's page is authorized by the feedback API.
     let mut owned = Vec::new();
     for id in &viewer.access.owned_assistants {
-        let name = assistants::load(&state, id)
+        let name = assistants::service::load(&state, id)
             .await?
             .map_or_else(|| id.clone(), |a| a.definition.name);
         owned.push(OwnedAssistant {
@@ -357,7 +357,7 @@ async fn assistant_page(
     .await?;
     // The feedback API has just authorized the viewer for this assistant; its name is theirs
     // to read.
-    let name = assistants::load(&state, &assistant_id)
+    let name = assistants::service::load(&state, &assistant_id)
         .await?
         .map_or_else(|| assistant_id.clone(), |a| a.definition.name);
     let breakdown = &analytics.breakdown;

@@ -4,6 +4,7 @@
 //! handle it (`/console/incidents/{id}`). Everything is read through the operations API's
 //! handlers and changed through that API from the browser.
 
+use ajutant_core::incident::IncidentStatus;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -17,7 +18,7 @@ use super::feedback::category_label;
 use crate::AppState;
 use crate::ops::incidents::{self, IncidentParams, IncidentView};
 use crate::ops::notifications::{self, NotificationParams, NotificationView};
-use crate::ops::switches::{self, SwitchView};
+use crate::ops::switches::routes::{self as switches, SwitchView};
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
 
@@ -341,16 +342,21 @@ struct IncidentPage {
 }
 
 impl IncidentPage {
+    /// Which buttons to offer follows the one transition rule.
+    fn can_become(&self, to: IncidentStatus) -> bool {
+        IncidentStatus::parse(&self.incident.status).is_some_and(|now| now.transition(to).is_some())
+    }
+
     fn can_acknowledge(&self) -> bool {
-        self.incident.status == "open"
+        self.can_become(IncidentStatus::Acknowledged)
     }
 
     fn can_resolve(&self) -> bool {
-        self.incident.status == "open" || self.incident.status == "acknowledged"
+        self.can_become(IncidentStatus::Resolved)
     }
 
     fn can_reopen(&self) -> bool {
-        self.incident.status == "acknowledged" || self.incident.status == "resolved"
+        self.can_become(IncidentStatus::Open)
     }
 }
 

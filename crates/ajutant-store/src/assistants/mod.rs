@@ -1,34 +1,88 @@
-//! Assistants and their immutable versions. The definition (name, instructions, deployment,
-//! scope, ...) is JSON the server validates; the store keeps every version and which is
-//! current, and refuses (by trigger) to change or remove a version once written.
+//! Assistants and their immutable versions. The store keeps every version and which is
+//! current, and refuses (by trigger) to change or remove a version once written. A version's
+//! definition is stored as JSON in a form of its own ([`stored`]), apart from the API's, so the
+//! API can change shape without making old versions unreadable.
 
+mod stored;
+
+use ajutant_core::assistant::Definition;
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
 use crate::{Store, StoreError, on_pool};
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// An assistant with its current version's definition.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assistant {
     pub id: String,
     pub current_version: i64,
     pub created_by: String,
-    #[sqlx(try_from = "DbTime")]
     pub created_at: OffsetDateTime,
-    /// The current version's definition (JSON).
-    pub definition: String,
-    #[sqlx(try_from = "DbTime")]
+    pub definition: Definition,
     pub updated_at: OffsetDateTime,
     pub updated_by: String,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AssistantVersion {
     pub assistant_id: String,
     pub version: i64,
-    pub definition: String,
+    pub definition: Definition,
     pub created_by: String,
-    #[sqlx(try_from = "DbTime")]
     pub created_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct AssistantRow {
+    id: String,
+    current_version: i64,
+    created_by: String,
+    #[sqlx(try_from = "DbTime")]
+    created_at: OffsetDateTime,
+    definition: String,
+    #[sqlx(try_from = "DbTime")]
+    updated_at: OffsetDateTime,
+    updated_by: String,
+}
+
+impl TryFrom<AssistantRow> for Assistant {
+    type Error = StoreError;
+
+    fn try_from(row: AssistantRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            definition: stored::read(&row.id, row.current_version, &row.definition)?,
+            id: row.id,
+            current_version: row.current_version,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            updated_by: row.updated_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    assistant_id: String,
+    version: i64,
+    definition: String,
+    created_by: String,
+    #[sqlx(try_from = "DbTime")]
+    created_at: OffsetDateTime,
+}
+
+impl TryFrom<VersionRow> for AssistantVersion {
+    type Error = StoreError;
+
+    fn try_from(row: VersionRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            definition: stored::read(&row.assistant_id, row.version, &row.definition)?,
+            assistant_id: row.assistant_id,
+            version: row.version,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        })
+    }
 }
 
 const ASSISTANT_SELECT: &str = "SELECT a.id, a.current_version, a.created_by, a.created_at, v.definition, \
@@ -41,10 +95,11 @@ impl Store {
     pub async fn create_assistant(
         &self,
         id: &str,
-        definition: &str,
+        definition: &Definition,
         created_by: &str,
         now: OffsetDateTime,
     ) -> Result<Assistant, StoreError> {
+        let definition = stored::write(definition)?;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -67,7 +122,7 @@ impl Store {
                  created_at) VALUES ($1, 1, $2, $3, $4)",
             )
             .bind(id)
-            .bind(definition)
+            .bind(&definition)
             .bind(created_by)
             .bind(DbTime(now))
             .execute(&mut *tx)
@@ -91,10 +146,11 @@ impl Store {
         &self,
         id: &str,
         expected: Option<i64>,
-        definition: &str,
+        definition: &Definition,
         created_by: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Assistant>, StoreError> {
+        let definition = stored::write(definition)?;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // A write first, so SQLite takes its write lock now (see `put_document`); on
@@ -127,7 +183,7 @@ impl Store {
             )
             .bind(id)
             .bind(next)
-            .bind(definition)
+            .bind(&definition)
             .bind(created_by)
             .bind(DbTime(now))
             .execute(&mut *tx)
@@ -153,20 +209,22 @@ impl Store {
 
     pub async fn assistant(&self, id: &str) -> Result<Option<Assistant>, StoreError> {
         let sql = format!("{ASSISTANT_SELECT} WHERE a.id = $1");
-        Ok(on_pool!(self, pool => {
+        let row: Option<AssistantRow> = on_pool!(self, pool => {
             sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
-        }))
+        });
+        row.map(Assistant::try_from).transpose()
     }
 
     pub async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
         let sql = format!("{ASSISTANT_SELECT} ORDER BY a.id");
-        Ok(on_pool!(self, pool => {
+        let rows: Vec<AssistantRow> = on_pool!(self, pool => {
             sqlx::query_as(&sql).fetch_all(pool).await?
-        }))
+        });
+        rows.into_iter().map(Assistant::try_from).collect()
     }
 
     pub async fn assistant_versions(&self, id: &str) -> Result<Vec<AssistantVersion>, StoreError> {
-        Ok(on_pool!(self, pool => {
+        let rows: Vec<VersionRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT assistant_id, version, definition, created_by, created_at \
                  FROM assistant_versions WHERE assistant_id = $1 ORDER BY version",
@@ -174,7 +232,8 @@ impl Store {
             .bind(id)
             .fetch_all(pool)
             .await?
-        }))
+        });
+        rows.into_iter().map(AssistantVersion::try_from).collect()
     }
 
     pub async fn assistant_version(
@@ -182,7 +241,7 @@ impl Store {
         id: &str,
         version: i64,
     ) -> Result<Option<AssistantVersion>, StoreError> {
-        Ok(on_pool!(self, pool => {
+        let row: Option<VersionRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT assistant_id, version, definition, created_by, created_at \
                  FROM assistant_versions WHERE assistant_id = $1 AND version = $2",
@@ -191,7 +250,8 @@ impl Store {
             .bind(version)
             .fetch_optional(pool)
             .await?
-        }))
+        });
+        row.map(AssistantVersion::try_from).transpose()
     }
 }
 

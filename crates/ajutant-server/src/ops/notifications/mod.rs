@@ -2,20 +2,18 @@
 //! dead letters (sends that failed every attempt), which can be put back in the queue once the
 //! receiver is fixed.
 
-use ajutant_core::audit::Outcome;
-use ajutant_core::policy::Action;
 use ajutant_store::Notification;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+mod service;
+
 use crate::AppState;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::access::authorize;
-use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -85,29 +83,14 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<NotificationParams>,
 ) -> Result<Json<NotificationPage>, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        "notifications",
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let (rows, next_cursor) = service::list(
+        &guard,
+        params.status.as_deref(),
+        params.cursor.as_deref(),
+        params.limit,
     )
     .await?;
-    if let Some(status) = params.status.as_deref()
-        && !["pending", "delivered", "dead"].contains(&status)
-    {
-        return Err(ApiError::BadRequest(
-            "status must be pending, delivered or dead".to_owned(),
-        ));
-    }
-    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
-    let rows = state
-        .store
-        .notifications(params.status.as_deref(), before, limit + 1)
-        .await?;
-    let (rows, next_cursor) = paging::page(rows, limit, |n: &Notification| {
-        (n.created_at, n.id.as_str())
-    });
     Ok(Json(NotificationPage {
         notifications: rows.into_iter().map(view).collect(),
         next_cursor,
@@ -126,37 +109,6 @@ pub(crate) async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<NotificationView>, ApiError> {
-    let resource = format!("notification/{id}");
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        &resource,
-    )
-    .await?;
-    if !state
-        .store
-        .requeue_notification(&id, OffsetDateTime::now_utc())
-        .await?
-    {
-        return Err(match state.store.notification(&id).await? {
-            None => ApiError::NotFound(format!("no notification {id}")),
-            Some(n) => ApiError::Conflict(format!("the notification is {}, not dead", n.status)),
-        });
-    }
-    state.notifier.poke();
-    state
-        .record(
-            caller
-                .event(&context, "notification.retry", resource, Outcome::Allowed)
-                .with_details(json!({})),
-        )
-        .await?;
-    let queued = state
-        .store
-        .notification(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
-    Ok(Json(view(queued)))
+    let guard = Guard::new(&state, &context, &caller).await?;
+    Ok(Json(view(service::retry(&guard, &id).await?)))
 }

@@ -6,9 +6,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use ajutant_core::audit::Outcome;
-use ajutant_core::policy::Action;
-use ajutant_store::{ActorRef, Incident, IncidentChange, IncidentEvent};
+use ajutant_store::{Incident, IncidentEvent};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -19,18 +17,18 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
+mod service;
+
 use super::bus::OpsEvent;
 use super::switches::switch_view;
 use crate::AppState;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::access::authorize;
-use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
 /// A comment line sent on an idle feed, so proxies and clients keep the connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-const MAX_NOTE_CHARS: usize = 4000;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IncidentView {
@@ -68,7 +66,7 @@ pub(crate) fn incident_view(incident: Incident) -> IncidentView {
     IncidentView {
         categories: serde_json::from_str(&incident.categories).unwrap_or_default(),
         id: incident.id,
-        status: incident.status,
+        status: incident.status.as_str().to_owned(),
         assignee: incident.assignee,
         assistant_id: incident.assistant_id,
         assistant_version: incident.assistant_version,
@@ -101,7 +99,7 @@ pub struct TimelineEntry {
 
 fn timeline_entry(event: IncidentEvent) -> TimelineEntry {
     TimelineEntry {
-        kind: event.kind,
+        kind: event.kind.as_str().to_owned(),
         text: event.text,
         actor_id: event.actor_id,
         actor_name: event.actor_name,
@@ -147,19 +145,6 @@ pub struct IncidentParams {
     pub limit: Option<i64>,
 }
 
-const STATUSES: [&str; 3] = ["open", "acknowledged", "resolved"];
-
-fn check_status(status: &str) -> Result<(), ApiError> {
-    if STATUSES.contains(&status) {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            STATUSES.join(", ")
-        )))
-    }
-}
-
 /// Incidents, newest first.
 #[utoipa::path(operation_id = "list_incidents", get, path = "/api/v1/ops/incidents", tag = "operations",
     params(IncidentParams),
@@ -172,61 +157,35 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<IncidentParams>,
 ) -> Result<Json<IncidentPage>, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        "incidents",
-    )
-    .await?;
-    if let Some(status) = params.status.as_deref() {
-        check_status(status)?;
-    }
-    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
-    let rows = state
-        .store
-        .incidents(
-            params.status.as_deref(),
-            params.assistant.as_deref(),
-            before,
-            limit + 1,
-        )
-        .await?;
-    let (rows, next_cursor) =
-        paging::page(rows, limit, |i: &Incident| (i.opened_at, i.id.as_str()));
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let filter = service::Filter {
+        status: params.status.as_deref(),
+        assistant: params.assistant.as_deref(),
+        cursor: params.cursor.as_deref(),
+        limit: params.limit,
+    };
+    let (rows, next_cursor) = service::list(&guard, filter).await?;
     Ok(Json(IncidentPage {
         incidents: rows.into_iter().map(incident_view).collect(),
         next_cursor,
     }))
 }
 
-async fn detail(state: &AppState, incident: Incident) -> Result<IncidentDetail, ApiError> {
-    let feedback = state
-        .store
-        .feedback_by_id(&incident.feedback_id)
-        .await?
-        .map(|f| ReportedFeedback {
-            categories: f.category_list(),
-            helpful: f.helpful,
-            time_saved_minutes: f.time_saved_minutes,
-            comment: f.comment,
-            question: f.question,
-            answer: f.answer,
-            citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
-        });
-    let timeline = state
-        .store
-        .incident_events(&incident.id)
-        .await?
-        .into_iter()
-        .map(timeline_entry)
-        .collect();
-    Ok(IncidentDetail {
-        incident: incident_view(incident),
+pub(crate) fn detail_view(detail: service::Detail) -> IncidentDetail {
+    let feedback = detail.feedback.map(|f| ReportedFeedback {
+        categories: f.category_list(),
+        helpful: f.helpful,
+        time_saved_minutes: f.time_saved_minutes,
+        comment: f.comment,
+        question: f.question,
+        answer: f.answer,
+        citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
+    });
+    IncidentDetail {
+        incident: incident_view(detail.incident),
         feedback,
-        timeline,
-    })
+        timeline: detail.timeline.into_iter().map(timeline_entry).collect(),
+    }
 }
 
 /// One incident with the feedback that opened it and its timeline.
@@ -240,21 +199,8 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let resource = format!("incident/{id}");
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        &resource,
-    )
-    .await?;
-    let incident = state
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    Ok(Json(detail(&state, incident).await?))
+    let guard = Guard::new(&state, &context, &caller).await?;
+    Ok(Json(detail_view(service::get(&guard, &id).await?)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -278,16 +224,6 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-fn check_text(what: &str, text: &str) -> Result<String, ApiError> {
-    let text = text.trim();
-    if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "{what} must be 1 to {MAX_NOTE_CHARS} characters"
-        )));
-    }
-    Ok(text.to_owned())
-}
-
 /// Acknowledge, resolve or reopen an incident, assign it, or add a note or an action taken.
 #[utoipa::path(operation_id = "change_incident", patch, path = "/api/v1/ops/incidents/{id}", tag = "operations",
     params(("id" = String, Path, description = "The incident's id")),
@@ -303,70 +239,16 @@ pub(crate) async fn change(
     Path(id): Path<String>,
     Json(body): Json<ChangeBody>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let resource = format!("incident/{id}");
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        &resource,
-    )
-    .await?;
-    if let Some(status) = body.status.as_deref() {
-        check_status(status)?;
-    }
-    let assignee = match &body.assignee {
-        Some(Some(name)) => Some(Some(check_text("assignee", name)?)),
-        Some(None) => Some(None),
-        None => None,
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let asked = service::Change {
+        status: body.status.as_deref(),
+        assignee: body.assignee.as_ref().map(Option::as_deref),
+        note: body.note.as_deref(),
+        action: body.action.as_deref(),
     };
-    let note = match (&body.note, &body.action) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give a note or an action, one at a time".to_owned(),
-            ));
-        }
-        (Some(text), None) => Some(("note".to_owned(), check_text("note", text)?)),
-        (None, Some(text)) => Some(("action".to_owned(), check_text("action", text)?)),
-        (None, None) => None,
-    };
-    if body.status.is_none() && assignee.is_none() && note.is_none() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: give a status, an assignee, a note or an action".to_owned(),
-        ));
-    }
-    let change = IncidentChange {
-        status: body.status.clone(),
-        assignee,
-        note,
-    };
-    let changed = state
-        .store
-        .change_incident(
-            &id,
-            &change,
-            ActorRef {
-                id: &caller.principal.id,
-                name: &caller.principal.display_name,
-            },
-            OffsetDateTime::now_utc(),
-        )
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    state.bus.poke();
-    state
-        .record(
-            caller
-                .event(&context, "incident.change", resource, Outcome::Allowed)
-                .with_details(json!({
-                    "status": change.status,
-                    "assignee": change.assignee,
-                    "note": change.note.as_ref().map(|(kind, _)| kind),
-                    "now": changed.status,
-                })),
-        )
-        .await?;
-    Ok(Json(detail(&state, changed).await?))
+    Ok(Json(detail_view(
+        service::change(&guard, &id, asked).await?,
+    )))
 }
 
 use crate::sse::event as sse;
@@ -383,14 +265,7 @@ pub(crate) async fn stream(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::HandleIncidents,
-        "escalations",
-    )
-    .await?;
+    service::follow(&Guard::new(&state, &context, &caller).await?).await?;
     let events = state.bus.subscribe();
     let ready = sse("ready", &json!({ "trace_id": context.trace_id }));
     let body = futures::stream::once(async move { Ok::<_, Infallible>(ready) }).chain(
