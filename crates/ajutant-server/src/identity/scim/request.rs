@@ -160,3 +160,65 @@ pub(super) fn parse_filter(text: &str) -> Result<UserFilter, ScimError> {
         _ => Err(invalid()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn filters_are_read_case_insensitively_and_anything_else_is_refused() {
+        let accepted = [
+            (
+                "userName eq \"ada@example.com\"",
+                UserFilter::UserName("ada@example.com".into()),
+            ),
+            (
+                "USERNAME EQ \"a\\\"b\"",
+                UserFilter::UserName("a\"b".into()),
+            ),
+            (
+                "externalId eq \"oid-1\"",
+                UserFilter::ExternalId("oid-1".into()),
+            ),
+            (
+                "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"x\"",
+                UserFilter::UserName("x".into()),
+            ),
+        ];
+        for (text, expected) in accepted {
+            assert_eq!(parse_filter(text).unwrap(), expected, "{text}");
+        }
+        let refused = [
+            "userName co \"a\"",
+            "userName eq a",
+            "displayName eq \"a\"",
+            "userName eq \"a\" and externalId eq \"b\"",
+            "userName pr",
+            "",
+        ];
+        for text in refused {
+            assert!(
+                matches!(
+                    parse_filter(text),
+                    Err(ScimError::BadRequest {
+                        scim_type: INVALID_FILTER,
+                        ..
+                    })
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn booleans_may_arrive_as_text() {
+        assert!(!boolean("active", &json!("False")).unwrap());
+        assert!(boolean("active", &json!("TRUE")).unwrap());
+        assert!(boolean("active", &json!(true)).unwrap());
+        assert!(boolean("active", &json!("no")).is_err());
+        assert!(boolean("active", &json!(0)).is_err());
+    }
+}

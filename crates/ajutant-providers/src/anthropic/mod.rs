@@ -1,22 +1,26 @@
 //! Anthropic's Messages API (`POST /v1/messages`): translates the vendor-neutral chat request
 //! into Anthropic's wire format and its answers, whole or streamed, back again.
+//!
+//! `request.rs` builds Anthropic's request, `response.rs` reads a whole answer and `stream.rs` a
+//! streamed one; the wire types of each stay private to it.
 
-use std::collections::VecDeque;
+mod request;
+mod response;
+mod stream;
 
 use ajutant_core::config::{Credential, DeploymentConfig, Timeouts};
 use ajutant_core::model::{
-    ChatEvent, ChatMessage, ChatRequest, ChatResponse, ChatStream, Content, EmbeddingsRequest,
-    EmbeddingsResponse, FinishReason, MessageRole, ModelProvider, ProviderError, Tool, ToolCall,
-    ToolCallDelta, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ChatStream, EmbeddingsRequest, EmbeddingsResponse, ModelProvider,
+    ProviderError,
 };
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
 use reqwest::header::HeaderValue;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::http::{self, Deadlines, SseEvent};
+use crate::http::{self, Deadlines};
+use request::wire_request;
+use response::WireResponse;
+use stream::chat_events;
 
 const DEFAULT_ENDPOINT: &str = "https://api.anthropic.com";
 /// The API version this adapter's wire types follow; Anthropic requires the header.
@@ -122,582 +126,6 @@ impl ModelProvider for Anthropic {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The request
-
-#[derive(Debug, Serialize)]
-struct WireRequest<'a> {
-    model: &'a str,
-    max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<String>,
-    messages: Vec<WireMessage>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    stop_sequences: &'a [String],
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<WireTool<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<Value>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct WireMessage {
-    role: &'static str,
-    content: Vec<Block>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block {
-    Text {
-        text: String,
-    },
-    Image {
-        source: ImageSource,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
-    ToolResult {
-        tool_use_id: String,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        content: Vec<Block>,
-    },
-}
-
-#[derive(Debug, Serialize)]
-struct ImageSource {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    media_type: String,
-    data: String,
-}
-
-#[derive(Debug, Serialize)]
-struct WireTool<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    input_schema: Value,
-}
-
-fn wire_request<'a>(
-    request: &'a ChatRequest,
-    deployment_model: &'a str,
-    stream: bool,
-) -> Result<WireRequest<'a>, ProviderError> {
-    check_response_format(request.response_format.as_ref())?;
-    let (system, messages) = wire_messages(&request.messages)?;
-    let model = if request.model.is_empty() {
-        deployment_model
-    } else {
-        &request.model
-    };
-    let tools: Vec<WireTool<'a>> = request.tools.iter().map(wire_tool).collect();
-    // Anthropic rejects a tool_choice that comes without tools.
-    let tool_choice = if tools.is_empty() {
-        None
-    } else {
-        request.tool_choice.as_ref().map(wire_tool_choice)
-    };
-    Ok(WireRequest {
-        model,
-        max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        system,
-        messages,
-        temperature: request.temperature,
-        top_p: request.top_p,
-        stop_sequences: &request.stop,
-        tools,
-        tool_choice,
-        stream,
-    })
-}
-
-/// Anthropic has no JSON mode; silently answering in prose would break a caller that parses.
-fn check_response_format(format: Option<&Value>) -> Result<(), ProviderError> {
-    let kind = format.and_then(|f| f.get("type")).and_then(Value::as_str);
-    match kind {
-        None | Some("text") => Ok(()),
-        Some(kind) => Err(ProviderError::Unsupported(format!(
-            "Anthropic has no response_format {kind}: ask for JSON in the prompt, or have the \
-             model call a tool whose parameters are the schema"
-        ))),
-    }
-}
-
-fn wire_tool(tool: &Tool) -> WireTool<'_> {
-    // Anthropic requires a schema even for a tool without arguments.
-    let input_schema = if tool.parameters.is_null() {
-        json!({"type": "object", "properties": {}})
-    } else {
-        tool.parameters.clone()
-    };
-    WireTool {
-        name: &tool.name,
-        description: tool.description.as_deref(),
-        input_schema,
-    }
-}
-
-fn wire_tool_choice(choice: &ToolChoice) -> Value {
-    match choice {
-        ToolChoice::Auto => json!({"type": "auto"}),
-        ToolChoice::None => json!({"type": "none"}),
-        ToolChoice::Required => json!({"type": "any"}),
-        ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
-    }
-}
-
-/// The top-level `system` text and the conversation. Anthropic wants system text apart and
-/// strictly alternating user/assistant turns, so system messages are hoisted wherever they
-/// stand, tool results become user turns, and neighbouring turns of one role are merged.
-fn wire_messages(
-    messages: &[ChatMessage],
-) -> Result<(Option<String>, Vec<WireMessage>), ProviderError> {
-    let mut system: Vec<String> = Vec::new();
-    let mut turns: Vec<WireMessage> = Vec::new();
-    for message in messages {
-        let (role, blocks) = match message.role {
-            MessageRole::System => {
-                let text = message
-                    .content
-                    .as_ref()
-                    .map(Content::text)
-                    .unwrap_or_default();
-                if !text.trim().is_empty() {
-                    system.push(text);
-                }
-                continue;
-            }
-            MessageRole::User => ("user", content_blocks(message.content.as_ref())?),
-            MessageRole::Assistant => {
-                let mut blocks = content_blocks(message.content.as_ref())?;
-                for call in &message.tool_calls {
-                    blocks.push(tool_use_block(call)?);
-                }
-                ("assistant", blocks)
-            }
-            MessageRole::Tool => {
-                let tool_use_id = message.tool_call_id.clone().ok_or_else(|| {
-                    ProviderError::Unsupported(
-                        "a tool message without tool_call_id cannot be sent to Anthropic"
-                            .to_owned(),
-                    )
-                })?;
-                let content = content_blocks(message.content.as_ref())?;
-                (
-                    "user",
-                    vec![Block::ToolResult {
-                        tool_use_id,
-                        content,
-                    }],
-                )
-            }
-        };
-        // Anthropic rejects turns without content; dropping them keeps the rest valid.
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some(last) if last.role == role => last.content.extend(blocks),
-            _ => turns.push(WireMessage {
-                role,
-                content: blocks,
-            }),
-        }
-    }
-    let system = (!system.is_empty()).then(|| system.join("\n\n"));
-    Ok((system, turns))
-}
-
-fn tool_use_block(call: &ToolCall) -> Result<Block, ProviderError> {
-    // OpenAI clients send "" for a call without arguments.
-    let input = if call.arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str::<Value>(&call.arguments).map_err(|error| {
-            ProviderError::Unsupported(format!(
-                "the arguments of tool call {} are not valid JSON ({error})",
-                call.id
-            ))
-        })?
-    };
-    if !input.is_object() {
-        return Err(ProviderError::Unsupported(format!(
-            "the arguments of tool call {} are not a JSON object, which Anthropic requires",
-            call.id
-        )));
-    }
-    Ok(Block::ToolUse {
-        id: call.id.clone(),
-        name: call.name.clone(),
-        input,
-    })
-}
-
-fn content_blocks(content: Option<&Content>) -> Result<Vec<Block>, ProviderError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(Content::Text(text)) => Ok(text_block(text).into_iter().collect()),
-        Some(Content::Parts(parts)) => {
-            let mut blocks = Vec::with_capacity(parts.len());
-            for part in parts {
-                blocks.extend(part_block(part)?);
-            }
-            Ok(blocks)
-        }
-    }
-}
-
-/// Anthropic rejects empty text blocks, so empty text yields none.
-fn text_block(text: &str) -> Option<Block> {
-    (!text.is_empty()).then(|| Block::Text {
-        text: text.to_owned(),
-    })
-}
-
-/// One OpenAI content part as an Anthropic block.
-fn part_block(part: &Value) -> Result<Option<Block>, ProviderError> {
-    match part.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(part
-            .get("text")
-            .and_then(Value::as_str)
-            .and_then(text_block)),
-        Some("image_url") => {
-            let url = part
-                .pointer("/image_url/url")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            image_block(url).map(Some)
-        }
-        Some(other) => Err(ProviderError::Unsupported(format!(
-            "Anthropic cannot be sent {other} content parts"
-        ))),
-        None => Err(ProviderError::Unsupported(
-            "a content part without a type cannot be sent to Anthropic".to_owned(),
-        )),
-    }
-}
-
-/// A `data:<media type>;base64,<data>` URL as a base64 image block.
-fn image_block(url: &str) -> Result<Block, ProviderError> {
-    let parsed = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(','))
-        .and_then(|(meta, data)| Some((meta.strip_suffix(";base64")?, data)));
-    match parsed {
-        Some((media_type, data)) if !media_type.is_empty() => Ok(Block::Image {
-            source: ImageSource {
-                kind: "base64",
-                media_type: media_type.to_owned(),
-                data: data.to_owned(),
-            },
-        }),
-        _ => Err(ProviderError::Unsupported(
-            "images can be sent to Anthropic only as base64 data: URLs".to_owned(),
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The whole answer
-
-#[derive(Debug, Deserialize)]
-struct WireResponse {
-    id: String,
-    model: String,
-    content: Vec<ResponseBlock>,
-    stop_reason: Option<String>,
-    #[serde(default)]
-    usage: WireUsage,
-}
-
-/// A content block of the answer, whole or as a streamed block starts (text then empty, input
-/// then `{}`). Blocks the gateway has no place for (thinking, server tools) are dropped.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ResponseBlock {
-    Text {
-        #[serde(default)]
-        text: String,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        #[serde(default)]
-        input: Value,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    input_tokens: Option<u32>,
-    #[serde(default)]
-    output_tokens: Option<u32>,
-}
-
-impl WireResponse {
-    fn into_response(self) -> ChatResponse {
-        let mut text: Option<String> = None;
-        let mut tool_calls = Vec::new();
-        for block in self.content {
-            match block {
-                // Anthropic splits one answer into several text blocks (around citations, for
-                // instance); they read as one text only when joined as they are.
-                ResponseBlock::Text { text: piece } => {
-                    text.get_or_insert_default().push_str(&piece)
-                }
-                ResponseBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
-                    id,
-                    name,
-                    arguments: input.to_string(),
-                }),
-                ResponseBlock::Other => {}
-            }
-        }
-        ChatResponse {
-            id: self.id,
-            model: self.model,
-            content: text,
-            tool_calls,
-            finish_reason: finish_reason(self.stop_reason.as_deref()),
-            usage: Usage {
-                input_tokens: self.usage.input_tokens.unwrap_or(0),
-                output_tokens: self.usage.output_tokens.unwrap_or(0),
-            },
-        }
-    }
-}
-
-fn finish_reason(stop_reason: Option<&str>) -> FinishReason {
-    match stop_reason {
-        Some("end_turn" | "stop_sequence") => FinishReason::Stop,
-        Some("max_tokens") => FinishReason::Length,
-        Some("tool_use") => FinishReason::ToolCalls,
-        Some("refusal") => FinishReason::ContentFilter,
-        Some(other) => FinishReason::Other(other.to_owned()),
-        None => FinishReason::Other("unknown".to_owned()),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The streamed answer
-
-/// One streamed event, by its `type`. Event kinds added later are skipped, as Anthropic asks
-/// clients to do.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamEvent {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: u32,
-        content_block: ResponseBlock,
-    },
-    ContentBlockDelta {
-        index: u32,
-        delta: BlockDelta,
-    },
-    MessageDelta {
-        delta: MessageDelta,
-        #[serde(default)]
-        usage: WireUsage,
-    },
-    MessageStop,
-    Error {
-        error: WireError,
-    },
-    /// `ping`, `content_block_stop` and anything newer.
-    #[serde(other)]
-    Ignored,
-}
-
-#[derive(Debug, Deserialize)]
-struct StartMessage {
-    id: String,
-    model: String,
-    #[serde(default)]
-    usage: WireUsage,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    /// Thinking, signatures, citations: nothing the gateway forwards.
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Debug, Deserialize)]
-struct MessageDelta {
-    stop_reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireError {
-    #[serde(rename = "type")]
-    kind: String,
-    message: String,
-}
-
-/// Where a stream stands between two upstream events.
-struct StreamState {
-    events: BoxStream<'static, Result<SseEvent, ProviderError>>,
-    /// Events decoded but not yet handed out (`message_delta` makes two).
-    ready: VecDeque<ChatEvent>,
-    /// The content block index of each tool call, in call order: a call's position here is
-    /// the `index` its deltas carry.
-    tool_blocks: Vec<u32>,
-    input_tokens: u32,
-    /// Nothing more is read once the message stopped or failed.
-    ended: bool,
-}
-
-fn chat_events(events: BoxStream<'static, Result<SseEvent, ProviderError>>) -> ChatStream {
-    let state = StreamState {
-        events,
-        ready: VecDeque::new(),
-        tool_blocks: Vec::new(),
-        input_tokens: 0,
-        ended: false,
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(event) = state.ready.pop_front() {
-                return Some((Ok(event), state));
-            }
-            if state.ended {
-                return None;
-            }
-            let failure = match state.events.next().await {
-                // The connection closed before `message_stop`: the answer may be cut short.
-                None => ProviderError::Truncated,
-                Some(Err(error)) => error,
-                Some(Ok(event)) => match state.handle(&event) {
-                    Ok(()) => continue,
-                    Err(error) => error,
-                },
-            };
-            state.ended = true;
-            return Some((Err(failure), state));
-        }
-    })
-    .boxed()
-}
-
-impl StreamState {
-    /// Decodes one upstream event into zero or more chat events.
-    fn handle(&mut self, event: &SseEvent) -> Result<(), ProviderError> {
-        if event.data.trim().is_empty() {
-            return Ok(());
-        }
-        let decoded: StreamEvent = serde_json::from_str(&event.data).map_err(|error| {
-            ProviderError::Malformed(format!(
-                "a streamed event is not the expected JSON ({error})"
-            ))
-        })?;
-        match decoded {
-            StreamEvent::MessageStart { message } => {
-                self.input_tokens = message.usage.input_tokens.unwrap_or(0);
-                self.ready.push_back(ChatEvent::Start {
-                    id: message.id,
-                    model: message.model,
-                });
-            }
-            StreamEvent::ContentBlockStart {
-                index,
-                content_block,
-            } => match content_block {
-                ResponseBlock::Text { text } if !text.is_empty() => {
-                    self.ready.push_back(ChatEvent::Text(text));
-                }
-                ResponseBlock::ToolUse { id, name, .. } => {
-                    self.tool_blocks.push(index);
-                    self.ready.push_back(ChatEvent::ToolCall(ToolCallDelta {
-                        index: self.tool_index(index)?,
-                        id: Some(id),
-                        name: Some(name),
-                        arguments: None,
-                    }));
-                }
-                ResponseBlock::Text { .. } | ResponseBlock::Other => {}
-            },
-            StreamEvent::ContentBlockDelta { index, delta } => match delta {
-                BlockDelta::TextDelta { text } if !text.is_empty() => {
-                    self.ready.push_back(ChatEvent::Text(text));
-                }
-                BlockDelta::InputJsonDelta { partial_json } if !partial_json.is_empty() => {
-                    self.ready.push_back(ChatEvent::ToolCall(ToolCallDelta {
-                        index: self.tool_index(index)?,
-                        id: None,
-                        name: None,
-                        arguments: Some(partial_json),
-                    }));
-                }
-                BlockDelta::TextDelta { .. }
-                | BlockDelta::InputJsonDelta { .. }
-                | BlockDelta::Other => {}
-            },
-            StreamEvent::MessageDelta { delta, usage } => {
-                self.ready.push_back(ChatEvent::Finish(finish_reason(
-                    delta.stop_reason.as_deref(),
-                )));
-                self.ready.push_back(ChatEvent::Usage(Usage {
-                    // Newer API versions repeat the input count here; older ones leave it out.
-                    input_tokens: usage.input_tokens.unwrap_or(self.input_tokens),
-                    output_tokens: usage.output_tokens.unwrap_or(0),
-                }));
-            }
-            StreamEvent::MessageStop => self.ended = true,
-            StreamEvent::Error { error } => {
-                // Anthropic's HTTP status for overload is 529; anything else failed upstream
-                // after the 200 was sent, which the gateway reports as a bad gateway.
-                let status = if error.kind == "overloaded_error" {
-                    529
-                } else {
-                    502
-                };
-                return Err(ProviderError::Status {
-                    status,
-                    message: error.message,
-                    retry_after: None,
-                });
-            }
-            StreamEvent::Ignored => {}
-        }
-        Ok(())
-    }
-
-    /// The `index` of the tool call in content block `block`: its position among the calls.
-    fn tool_index(&self, block: u32) -> Result<u32, ProviderError> {
-        let position = self.tool_blocks.iter().position(|b| *b == block);
-        position.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
-            ProviderError::Malformed(format!(
-                "tool arguments arrived for content block {block}, which is not a tool call"
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -708,16 +136,21 @@ mod tests {
     use std::time::Duration;
 
     use ajutant_core::config::{Capability, ProviderKind};
+    use ajutant_core::model::{
+        ChatEvent, ChatMessage, FinishReason, MessageRole, Tool, ToolCall, ToolChoice, Usage,
+    };
     use axum::Router;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::{IntoResponse, Response};
     use axum::routing::post;
+    use futures::StreamExt;
+    use serde_json::{Value, json};
 
     use super::*;
 
     const KEY: &str = "sk-ant-test-key";
-    const MODEL: &str = "claude-test-1";
+    pub(super) const MODEL: &str = "claude-test-1";
 
     /// How the fake upstream answers.
     #[derive(Debug, Clone, Copy)]
@@ -1031,7 +464,7 @@ mod tests {
 
     // --- Helpers -----------------------------------------------------------------------------
 
-    fn ask(text: &str) -> ChatRequest {
+    pub(super) fn ask(text: &str) -> ChatRequest {
         ChatRequest {
             model: MODEL.to_owned(),
             messages: vec![ChatMessage::text(MessageRole::User, text)],
@@ -1039,7 +472,7 @@ mod tests {
         }
     }
 
-    fn weather_tool() -> Tool {
+    pub(super) fn weather_tool() -> Tool {
         Tool {
             name: "get_weather".to_owned(),
             description: Some("Current weather for a city".to_owned()),
@@ -1055,7 +488,7 @@ mod tests {
         provider.chat_stream(request).await.unwrap().collect().await
     }
 
-    fn unsupported(result: Result<impl std::fmt::Debug, ProviderError>) -> String {
+    pub(super) fn unsupported(result: Result<impl std::fmt::Debug, ProviderError>) -> String {
         match result {
             Err(ProviderError::Unsupported(message)) => message,
             other => panic!("expected Unsupported, got {other:?}"),
@@ -1129,74 +562,6 @@ mod tests {
         assert_eq!(harness.received(), vec![expected]);
     }
 
-    #[test]
-    fn tool_choices_map_to_anthropics_names() {
-        let cases = [
-            (ToolChoice::Auto, json!({"type": "auto"})),
-            (ToolChoice::Required, json!({"type": "any"})),
-            (ToolChoice::None, json!({"type": "none"})),
-            (
-                ToolChoice::Function("lookup".to_owned()),
-                json!({"type": "tool", "name": "lookup"}),
-            ),
-        ];
-        for (choice, expected) in cases {
-            assert_eq!(wire_tool_choice(&choice), expected, "{choice:?}");
-        }
-    }
-
-    #[test]
-    fn a_tool_choice_without_tools_is_left_out_and_max_tokens_is_kept() {
-        let request = ChatRequest {
-            tool_choice: Some(ToolChoice::Required),
-            max_tokens: Some(100),
-            ..ask("hi")
-        };
-        let wire = serde_json::to_value(wire_request(&request, MODEL, true).unwrap()).unwrap();
-        assert_eq!(wire.get("tool_choice"), None);
-        assert_eq!(wire["max_tokens"], json!(100));
-        assert_eq!(wire["stream"], json!(true));
-    }
-
-    #[test]
-    fn a_tool_without_a_schema_gets_an_empty_object_schema() {
-        let tool = Tool {
-            parameters: Value::Null,
-            description: None,
-            ..weather_tool()
-        };
-        let wire = serde_json::to_value(wire_tool(&tool)).unwrap();
-        assert_eq!(
-            wire,
-            json!({"name": "get_weather", "input_schema": {"type": "object", "properties": {}}})
-        );
-    }
-
-    #[test]
-    fn data_url_images_become_base64_blocks_and_other_parts_are_refused() {
-        let parts = Content::Parts(vec![
-            json!({"type": "text", "text": "What is this?"}),
-            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}),
-        ]);
-        let blocks = serde_json::to_value(content_blocks(Some(&parts)).unwrap()).unwrap();
-        assert_eq!(
-            blocks,
-            json!([
-                {"type": "text", "text": "What is this?"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                             "data": "iVBORw0KGgo="}}
-            ])
-        );
-
-        let remote =
-            json!({"type": "image_url", "image_url": {"url": "https://example.com/a.png"}});
-        let audio = json!({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}});
-        for part in [remote, audio] {
-            let message = unsupported(content_blocks(Some(&Content::Parts(vec![part]))));
-            assert!(!message.is_empty());
-        }
-    }
-
     #[tokio::test]
     async fn invalid_tool_call_arguments_are_refused_before_sending() {
         let harness = spawn(Upstream::Plain).await;
@@ -1263,25 +628,6 @@ mod tests {
     }
 
     // --- Answers -----------------------------------------------------------------------------
-
-    #[test]
-    fn stop_reasons_map_to_finish_reasons() {
-        let cases = [
-            (Some("end_turn"), FinishReason::Stop),
-            (Some("stop_sequence"), FinishReason::Stop),
-            (Some("max_tokens"), FinishReason::Length),
-            (Some("tool_use"), FinishReason::ToolCalls),
-            (Some("refusal"), FinishReason::ContentFilter),
-            (
-                Some("pause_turn"),
-                FinishReason::Other("pause_turn".to_owned()),
-            ),
-            (None, FinishReason::Other("unknown".to_owned())),
-        ];
-        for (stop_reason, expected) in cases {
-            assert_eq!(finish_reason(stop_reason), expected, "{stop_reason:?}");
-        }
-    }
 
     #[tokio::test]
     async fn a_plain_answer_comes_back_with_its_usage() {
@@ -1468,26 +814,6 @@ mod tests {
             "{before:?}"
         );
         assert!(before.contains(&Ok(ChatEvent::Text("Hel".to_owned()))));
-    }
-
-    #[test]
-    fn other_stream_errors_are_a_bad_gateway() {
-        let mut state = StreamState {
-            events: futures::stream::empty().boxed(),
-            ready: VecDeque::new(),
-            tool_blocks: Vec::new(),
-            input_tokens: 0,
-            ended: false,
-        };
-        let event = SseEvent {
-            event: Some("error".to_owned()),
-            data: json!({"type": "error", "error": {"type": "api_error", "message": "boom"}})
-                .to_string(),
-        };
-        assert!(matches!(
-            state.handle(&event),
-            Err(ProviderError::Status { status: 502, .. })
-        ));
     }
 
     #[tokio::test]

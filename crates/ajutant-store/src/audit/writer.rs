@@ -1,41 +1,19 @@
-//! The audit trail's storage: a group-commit writer that appends hash-chained records, and the
-//! reads that `audit verify` and `audit export` walk.
-//!
-//! Appends go through one writer task per process. It takes every event waiting in its queue
-//! (up to `max_batch`), writes them with one INSERT (one commit) and only then answers each
-//! caller, so a request still waits until its record is durable while a busy server pays one
-//! commit for many records.
-//!
-//! The same transactions carry the gateway's usage rows ([`UsageLog`]), which need no caller
-//! to wait: they ride along with the next audit commit, or go alone after a short wait when
-//! the server is idle. One writer per database means no second transaction queueing for
-//! SQLite's write lock while a request waits on its audit record.
-//!
-//! Writers on one database take turns: SQLite's `BEGIN IMMEDIATE` takes the write lock, and on
-//! PostgreSQL the first statement of the transaction takes a transaction-scoped advisory lock
-//! (waiters queue in order). The writer remembers the chain head it last
-//! wrote and seals the next batch after it without reading it again. The INSERT itself checks
-//! that the newest stored hash is still that head and inserts nothing otherwise (another
-//! instance appended, or the database lost commits in a fail-over or restore); the writer then
-//! reads the head under the lock and seals again. A steady-state append is four round trips on
-//! PostgreSQL: BEGIN, lock, INSERT, COMMIT.
+//! The writer task: it gathers queued events into one batch, seals them after the chain head
+//! and appends them with one guarded INSERT, carrying the waiting usage rows in the same commit.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ajutant_core::audit::{
-    Actor, ActorKind, AuditEvent, AuditRecord, ChainBreak, ChainBreakReason, ChainHash,
-    ChainVerifier, Outcome, RequestOrigin,
-};
+use ajutant_core::audit::{AuditRecord, ChainHash};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::chain::parse_hash;
+use super::{AuditError, AuditReceipt, Pending, RIDE_FOR, USAGE_RETRY_AFTER};
 use crate::db_time::DbTime;
-use crate::usage::{self, UsageLog, UsageRecord, insert_usage_rows};
-use crate::{Pool, Store, StoreError, on_pool};
+use crate::usage::{self, UsageRecord, insert_usage_rows};
+use crate::{Pool, Store, StoreError};
 
 /// Key of the PostgreSQL advisory lock that serialises appends across instances (the bytes of
 /// "AUDITLOG"). It is taken inside a transaction begun explicitly READ COMMITTED: under a
@@ -47,22 +25,6 @@ const CHAIN_LOCK_KEY: i64 = 0x4155_4449_544c_4f47;
 
 /// A stale remembered head costs one attempt; the second reads the head under the lock.
 const MAX_SEAL_ATTEMPTS: usize = 3;
-
-/// Every column, in the order the inserts bind and the reads decode them. A macro so the SQL
-/// below can be assembled with `concat!` at compile time.
-macro_rules! columns {
-    () => {
-        "seq, id, occurred_at, actor_id, actor_name, actor_kind, action, resource, outcome, \
-         request_id, trace_id, client_addr, details, prev_hash, hash"
-    };
-}
-
-/// The newest stored hash: NULL for an empty chain.
-macro_rules! newest_hash {
-    () => {
-        "(SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1)"
-    };
-}
 
 const HEAD_SQL: &str = "SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
@@ -82,156 +44,6 @@ const POSTGRES_UNNEST_INSERT_SQL: &str = concat!(
     newest_hash!(),
     " IS NOT DISTINCT FROM $16"
 );
-
-const PAGE_SQL: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR occurred_at >= $2) ORDER BY seq LIMIT $3"
-);
-
-/// Newest first, before a cursor, each filter applied only when given. `action` matches
-/// exactly or, ending in `.`, as a prefix (`auth.` finds every sign-in event).
-const SEARCH_SQL: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM audit_events WHERE ($1 IS NULL OR seq < $1) \
-     AND ($2 IS NULL OR action = $2 OR (substr($2, length($2), 1) = '.' \
-          AND substr(action, 1, length($2)) = $2)) \
-     AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR outcome = $4) \
-     AND ($5 IS NULL OR resource = $5) \
-     AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7) \
-     ORDER BY seq DESC LIMIT $8"
-);
-
-const VERIFY_PAGE: i64 = 1000;
-
-/// What `GET /api/v1/audit` filters on; `None` means any.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    /// Only records older than this chain position (the cursor).
-    pub before_seq: Option<i64>,
-    pub action: Option<String>,
-    pub actor_id: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub resource: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
-    pub limit: i64,
-}
-
-/// The outcome of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainStatus {
-    /// Every record links to the one before; `head` is the last record's hash, worth keeping
-    /// outside the database to detect a truncated tail later.
-    Intact {
-        records: i64,
-        head: ChainHash,
-    },
-    Broken(ChainBreak),
-}
-
-/// What an appender learns once its record is durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditReceipt {
-    pub seq: i64,
-    pub id: Uuid,
-    pub hash: ChainHash,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    #[error("the audit writer has stopped")]
-    WriterStopped,
-    #[error("writing the audit record failed: {0}")]
-    WriteFailed(Arc<StoreError>),
-}
-
-struct Pending {
-    id: Uuid,
-    occurred_at: OffsetDateTime,
-    event: AuditEvent,
-    reply: oneshot::Sender<Result<AuditReceipt, AuditError>>,
-}
-
-/// The handle request handlers append through. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AuditLog {
-    queue: mpsc::Sender<Pending>,
-    usage: mpsc::Sender<UsageRecord>,
-}
-
-/// The writer task. [`AuditWriter::finish`] stops it taking new events, lets it write what is
-/// already queued, and waits for that. Dropping it unfinished closes the queue the same way,
-/// without waiting.
-#[derive(Debug)]
-pub struct AuditWriter {
-    task: JoinHandle<()>,
-    close: oneshot::Sender<()>,
-}
-
-/// Usage rows queued before their senders wait for room.
-const USAGE_QUEUE: usize = 10_000;
-/// How long usage rows wait for an audit commit to ride in before they are written alone. Only
-/// an idle server gets there; a busy one commits audit records far more often.
-const RIDE_FOR: Duration = Duration::from_millis(250);
-/// After a failed write, usage rows are retried (on their own) this much later.
-const USAGE_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-impl AuditLog {
-    /// Starts the writer for `store`.
-    pub fn start(store: Store, max_batch: usize) -> (AuditLog, AuditWriter) {
-        let max_batch = max_batch.max(1);
-        let (queue, receiver) = mpsc::channel(max_batch * 4);
-        let (usage, usage_receiver) = mpsc::channel(USAGE_QUEUE);
-        let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(write_loop(
-            store,
-            receiver,
-            usage_receiver,
-            closed,
-            max_batch,
-        ));
-        (AuditLog { queue, usage }, AuditWriter { task, close })
-    }
-
-    /// Appends `event` and returns once it is committed to the database.
-    pub async fn append(&self, event: AuditEvent) -> Result<AuditReceipt, AuditError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            id: Uuid::now_v7(),
-            occurred_at: OffsetDateTime::now_utc(),
-            event,
-            reply,
-        };
-        self.queue
-            .send(pending)
-            .await
-            .map_err(|_| AuditError::WriterStopped)?;
-        answer.await.map_err(|_| AuditError::WriterStopped)?
-    }
-
-    /// Where model calls record their usage: the rows are written by this writer, in the same
-    /// transactions as audit records (or alone after [`RIDE_FOR`] when none come).
-    pub fn usage_log(&self) -> UsageLog {
-        UsageLog {
-            sender: self.usage.clone(),
-        }
-    }
-}
-
-impl AuditWriter {
-    /// Closes the queue (later appends get [`AuditError::WriterStopped`]), writes what is in it
-    /// and the usage rows waiting, and waits up to `deadline` for that.
-    pub async fn finish(self, deadline: Duration) {
-        let _ = self.close.send(());
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(deadline, self.task).await.is_err() {
-            tracing::error!("audit writer did not drain within {deadline:?}; stopping it");
-            abort.abort();
-        }
-    }
-}
 
 /// Usage rows waiting for a transaction to carry them.
 #[derive(Default)]
@@ -315,7 +127,7 @@ impl Riders {
     }
 }
 
-async fn write_loop(
+pub(super) async fn write_loop(
     store: Store,
     mut receiver: mpsc::Receiver<Pending>,
     mut usage: mpsc::Receiver<UsageRecord>,
@@ -514,90 +326,6 @@ impl Store {
             }
         }
     }
-
-    /// Up to `limit` records after chain position `after_seq`, in chain order, optionally only
-    /// those that occurred at or after `since`.
-    pub async fn audit_page(
-        &self,
-        after_seq: i64,
-        since: Option<OffsetDateTime>,
-        limit: i64,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let since = since.map(DbTime);
-        let rows: Vec<AuditRow> = on_pool!(self, pool => {
-            sqlx::query_as(PAGE_SQL)
-                .bind(after_seq)
-                .bind(since)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
-        rows.into_iter().map(AuditRow::into_record).collect()
-    }
-
-    /// Records matching `query`, newest first.
-    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows: Vec<AuditRow> = on_pool!(self, pool => {
-            sqlx::query_as(SEARCH_SQL)
-                .bind(query.before_seq)
-                .bind(query.action.as_deref())
-                .bind(query.actor_id.as_deref())
-                .bind(query.outcome.map(Outcome::as_str))
-                .bind(query.resource.as_deref())
-                .bind(query.since.map(DbTime))
-                .bind(query.until.map(DbTime))
-                .bind(query.limit)
-                .fetch_all(pool)
-                .await?
-        });
-        rows.into_iter().map(AuditRow::into_record).collect()
-    }
-
-    /// Walks the whole chain in pages and reports the first record that does not fit.
-    pub async fn verify_audit_chain(&self) -> Result<ChainStatus, StoreError> {
-        let mut verifier = ChainVerifier::default();
-        loop {
-            let (after, _) = verifier.head();
-            let page = match self.audit_page(after, None, VERIFY_PAGE).await {
-                Ok(page) => page,
-                Err(StoreError::Corrupt { seq, id, what }) => {
-                    return Ok(ChainStatus::Broken(ChainBreak {
-                        seq,
-                        id,
-                        reason: ChainBreakReason::Unreadable(what),
-                    }));
-                }
-                Err(other) => return Err(other),
-            };
-            if page.is_empty() {
-                let (records, head) = verifier.head();
-                return Ok(ChainStatus::Intact { records, head });
-            }
-            for record in &page {
-                if let Err(broken) = verifier.check(record) {
-                    return Ok(ChainStatus::Broken(broken));
-                }
-            }
-        }
-    }
-
-    /// The position of the record whose hash is `hash`, if the chain holds it.
-    pub async fn audit_seq_of_hash(&self, hash: ChainHash) -> Result<Option<i64>, StoreError> {
-        let seq = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT seq FROM audit_events WHERE hash = $1")
-                .bind(hash.to_hex())
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(seq)
-    }
-
-    pub async fn audit_count(&self) -> Result<i64, StoreError> {
-        let count = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(pool).await?
-        });
-        Ok(count)
-    }
 }
 
 /// The head row as read, checked.
@@ -688,66 +416,4 @@ fn postgres_insert(
         .bind(column(records, |r| r.prev_hash.to_hex()))
         .bind(column(records, |r| r.hash.to_hex()))
         .bind(head.map(|(_, hash)| hash.to_hex()))
-}
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    seq: i64,
-    id: Uuid,
-    occurred_at: DbTime,
-    actor_id: String,
-    actor_name: String,
-    actor_kind: String,
-    action: String,
-    resource: String,
-    outcome: String,
-    request_id: Option<String>,
-    trace_id: Option<String>,
-    client_addr: Option<String>,
-    details: String,
-    prev_hash: String,
-    hash: String,
-}
-
-impl AuditRow {
-    fn into_record(self) -> Result<AuditRecord, StoreError> {
-        let corrupt = |what: String| StoreError::Corrupt {
-            seq: self.seq,
-            id: self.id,
-            what,
-        };
-        let kind = ActorKind::parse(&self.actor_kind)
-            .ok_or_else(|| corrupt(format!("unknown actor kind {:?}", self.actor_kind)))?;
-        let outcome = Outcome::parse(&self.outcome)
-            .ok_or_else(|| corrupt(format!("unknown outcome {:?}", self.outcome)))?;
-        Ok(AuditRecord {
-            seq: self.seq,
-            id: self.id,
-            occurred_at: self.occurred_at.0,
-            actor: Actor {
-                id: self.actor_id,
-                display_name: self.actor_name,
-                kind,
-            },
-            action: self.action,
-            resource: self.resource,
-            outcome,
-            origin: RequestOrigin {
-                request_id: self.request_id,
-                trace_id: self.trace_id,
-                client_addr: self.client_addr,
-            },
-            details: self.details,
-            prev_hash: parse_hash(self.seq, self.id, "prev_hash", &self.prev_hash)?,
-            hash: parse_hash(self.seq, self.id, "hash", &self.hash)?,
-        })
-    }
-}
-
-fn parse_hash(seq: i64, id: Uuid, column: &str, text: &str) -> Result<ChainHash, StoreError> {
-    ChainHash::from_hex(text).ok_or_else(|| StoreError::Corrupt {
-        seq,
-        id,
-        what: format!("{column} is not a SHA-256 hex digest"),
-    })
 }
