@@ -4,6 +4,7 @@
 
 pub mod app;
 mod assistants;
+mod audit;
 mod chat;
 mod demo;
 mod feedback;
