@@ -5,6 +5,7 @@
 mod access;
 pub mod app;
 mod assistants;
+mod audit;
 mod chat;
 mod demo;
 mod feedback;

@@ -8,7 +8,6 @@
 
 pub(crate) mod access;
 pub mod api_keys;
-pub(crate) mod audit_routes;
 mod cache;
 pub(crate) mod dev_idp;
 mod graph;

@@ -1,5 +1,5 @@
 //! The identity API: who am I, and the admin API for role bindings and platform API keys. The
-//! audit trail's routes are in `audit_routes.rs`.
+//! audit trail's routes are in the `audit` module (`crate::audit`).
 
 use ajutant_core::audit::Outcome;
 use ajutant_core::policy::{Action, Grantee, Role, RoleBinding, roles_of};
@@ -24,22 +24,22 @@ use crate::request::RequestContext;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
-        .merge(super::audit_routes::router())
+        .merge(crate::audit::router())
         .routes(routes!(role_bindings_list, role_binding_create))
         .routes(routes!(role_binding_delete))
         .routes(routes!(api_keys_list, api_key_create))
         .routes(routes!(api_key_revoke))
 }
 
-pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(error.to_string())
 }
 
-pub(super) fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-pub(super) fn parse_time(
+pub(crate) fn parse_time(
     name: &str,
     value: Option<String>,
 ) -> Result<Option<OffsetDateTime>, ApiError> {

@@ -14,7 +14,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::AppState;
-use crate::identity::audit_routes::{AuditEntry, AuditParams, audit_list};
+use crate::audit::{AuditEntry, AuditParams, audit_list};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};

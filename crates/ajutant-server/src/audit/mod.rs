@@ -17,10 +17,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Caller;
-use super::access::authorize;
-use super::routes::{internal, parse_time, rfc3339};
 use crate::AppState;
+use crate::identity::Caller;
+use crate::identity::access::authorize;
+use crate::identity::routes::{internal, parse_time, rfc3339};
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
