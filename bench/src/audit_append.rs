@@ -81,6 +81,7 @@ async fn run_once(backend: Backend, writers: usize, args: &Args) -> anyhow::Resu
     let mut tasks = Vec::with_capacity(writers);
     for w in 0..writers {
         let log = log.clone();
+        #[allow(clippy::disallowed_methods, reason = "benchmark writers, each joined")]
         tasks.push(tokio::spawn(async move {
             for n in 0..per_writer {
                 log.append(event(w, n)).await?;
@@ -112,7 +113,7 @@ fn event(writer: usize, n: usize) -> AuditEvent {
             display_name: format!("Bench User {writer}"),
             kind: ActorKind::User,
         },
-        "assistant.chat",
+        ajutant_core::audit::AuditAction::ChatTurn,
         format!("assistant/bench-{}", n % 10),
         Outcome::Allowed,
     )

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, ActorKind, AuditAction, AuditEvent, Outcome};
 use ajutant_core::config::{
     Capability, Config, DeploymentConfig, LogConfig, LogFormat, ProviderKind, TelemetryConfig,
 };
@@ -148,6 +148,10 @@ impl LocalServer {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a benchmark peer that ends with the run"
+        )]
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -638,7 +642,7 @@ fn key_used(id: &str) -> AuditEvent {
     };
     AuditEvent::new(
         actor,
-        "api_key.used",
+        AuditAction::ApiKeyUsed,
         format!("api_key/{id}"),
         Outcome::Allowed,
     )

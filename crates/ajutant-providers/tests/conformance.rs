@@ -78,6 +78,10 @@ async fn start_fake() -> (SocketAddr, Fake) {
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a test peer that ends with the test"
+    )]
     tokio::spawn(async move { axum::serve(listener, app).await });
     (address, fake)
 }

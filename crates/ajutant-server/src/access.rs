@@ -150,8 +150,7 @@ impl<'a> Guard<'a> {
         resource: &str,
         outcome: Outcome,
     ) -> AuditEvent {
-        self.caller
-            .event(self.context, action.as_str(), resource, outcome)
+        self.caller.event(self.context, action, resource, outcome)
     }
 
     async fn decision(

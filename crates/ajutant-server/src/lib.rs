@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ajutant_core::audit::{Actor, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, AuditAction, AuditEvent, Outcome};
 use ajutant_core::config::{Config, DatabaseKind, DevelopmentIdpConfig, IdentityProviderKind};
 use ajutant_store::{AuditError, AuditLog, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -109,20 +109,24 @@ pub async fn run(
 
     audit
         .append(
-            AuditEvent::new(Actor::system(), "server.started", "", Outcome::Allowed).with_details(
-                serde_json::json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "listen": address.to_string(),
-                    "database": match store.kind() {
-                        DatabaseKind::Sqlite => "sqlite",
-                        DatabaseKind::Postgres => "postgres",
-                    },
-                    "mode": config.mode,
-                    "public_url": public_url.as_str(),
-                    "identity_provider": config.identity.provider,
-                    "role_bindings_seeded": seeded,
-                }),
-            ),
+            AuditEvent::new(
+                Actor::system(),
+                AuditAction::ServerStarted,
+                "",
+                Outcome::Allowed,
+            )
+            .with_details(serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "listen": address.to_string(),
+                "database": match store.kind() {
+                    DatabaseKind::Sqlite => "sqlite",
+                    DatabaseKind::Postgres => "postgres",
+                },
+                "mode": config.mode,
+                "public_url": public_url.as_str(),
+                "identity_provider": config.identity.provider,
+                "role_bindings_seeded": seeded,
+            })),
         )
         .await?;
     tracing::info!(%address, %public_url, database = %config.database.url.redacted(), "serving");
@@ -209,8 +213,13 @@ pub async fn run(
     // Answers still streaming into storage, credential re-reads: finished before the stop is
     // recorded and the audit writer drains.
     requests_tasks.join(AUDIT_DRAIN).await;
-    let stopped = AuditEvent::new(Actor::system(), "server.stopped", "", Outcome::Allowed)
-        .with_details(serde_json::json!({ "listen": address.to_string() }));
+    let stopped = AuditEvent::new(
+        Actor::system(),
+        AuditAction::ServerStopped,
+        "",
+        Outcome::Allowed,
+    )
+    .with_details(serde_json::json!({ "listen": address.to_string() }));
     if let Err(error) = audit.append(stopped).await {
         tracing::error!(%error, "cannot record the stop in the audit trail");
     }

@@ -94,9 +94,13 @@ async fn a_handlers_audit_record_carries_the_requests_identity() {
             "/act",
             post(
                 |State(audit): State<AuditLog>, context: RequestContext| async move {
-                    let event =
-                        AuditEvent::new(Actor::system(), "test.act", "thing/1", Outcome::Allowed)
-                            .with_origin(context.origin());
+                    let event = AuditEvent::new(
+                        Actor::system(),
+                        ajutant_core::audit::AuditAction::ServerStarted,
+                        "thing/1",
+                        Outcome::Allowed,
+                    )
+                    .with_origin(context.origin());
                     audit
                         .append(event)
                         .await

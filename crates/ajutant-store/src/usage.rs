@@ -51,6 +51,10 @@ impl UsageLog {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(record)) => {
                 let sender = self.sender.clone();
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "waits for room in the usage queue; a row still waiting when the writer stops is counted as lost"
+                )]
                 tokio::spawn(async move {
                     if sender.send(record).await.is_err() {
                         lost(1);

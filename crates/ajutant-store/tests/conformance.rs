@@ -21,7 +21,7 @@ fn event(n: usize) -> AuditEvent {
             display_name: format!("User {}", n % 7),
             kind: ActorKind::User,
         },
-        "test.event",
+        ajutant_core::audit::AuditAction::ServerStarted,
         format!("thing/{n}"),
         if n.is_multiple_of(3) {
             Outcome::Denied
@@ -115,6 +115,10 @@ async fn concurrent_appends_from_50_tasks_all_verify(backend: Backend) {
     let mut tasks = Vec::new();
     for task in 0..50 {
         let log = log.clone();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "competing writers, each joined by the test"
+        )]
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::with_capacity(200);
             for n in 0..200 {
@@ -149,6 +153,10 @@ async fn two_instances_appending_to_one_database_keep_one_chain(backend: Backend
         let log = Arc::new(log);
         for task in 0..8 {
             let log = Arc::clone(&log);
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "competing writers, each joined by the test"
+            )]
             appenders.push(tokio::spawn(async move {
                 for n in 0..100 {
                     log.append(event(task * 100 + n)).await.unwrap();
@@ -266,6 +274,10 @@ async fn a_closed_writer_refuses_new_events_after_writing_queued_ones(backend: B
     let queued: Vec<_> = (0..20)
         .map(|n| {
             let log = log.clone();
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "competing writers, each joined by the test"
+            )]
             tokio::spawn(async move { log.append(event(n)).await })
         })
         .collect();

@@ -180,6 +180,10 @@ impl FakeIdp {
                 get(graph_groups),
             )
             .with_state(Arc::clone(&state));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer: the handle is kept and the server ends with the test"
+        )]
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

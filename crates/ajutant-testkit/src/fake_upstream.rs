@@ -121,6 +121,10 @@ impl FakeUpstream {
         let address = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("no address: {e}"));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer: the handle is kept and the server ends with the test"
+        )]
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

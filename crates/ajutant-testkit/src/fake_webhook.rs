@@ -129,6 +129,10 @@ impl FakeWebhook {
             listener,
             down: state.down.clone(),
         };
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer: the handle is kept and the server ends with the test"
+        )]
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -84,6 +84,10 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the app under test: the handle is kept and joined by TestApp::stop"
+        )]
         let server = tokio::spawn(ajutant_server::run(
             Arc::clone(&config),
             listener,

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, ActorKind, AuditAction, AuditEvent, Outcome};
 use ajutant_server::identity::api_keys::{self, ApiKeyError, NewApiKey};
 use ajutant_store::{AuditLog, Store};
 use clap::Args;
@@ -82,7 +82,7 @@ pub async fn create(store: Store, args: CreateArgs) -> anyhow::Result<()> {
         &store,
         AuditEvent::new(
             cli_actor(),
-            "api_key.created",
+            AuditAction::ApiKeyCreated,
             format!("api_key/{}", key.id),
             Outcome::Allowed,
         )
@@ -150,7 +150,7 @@ pub async fn revoke(store: Store, args: RevokeArgs) -> anyhow::Result<()> {
         &store,
         AuditEvent::new(
             cli_actor(),
-            "api_key.revoked",
+            AuditAction::ApiKeyRevoked,
             format!("api_key/{}", args.id),
             Outcome::Allowed,
         )

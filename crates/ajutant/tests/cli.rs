@@ -133,7 +133,7 @@ async fn trail_of(backend: Backend, count: usize) -> TestDatabase {
     for n in 0..count {
         let event = AuditEvent::new(
             Actor::system(),
-            "test.event",
+            ajutant_core::audit::AuditAction::ServerStarted,
             format!("thing/{n}"),
             Outcome::Allowed,
         )

@@ -207,6 +207,10 @@ mod tests {
             .with_state(fake);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer that ends with the test"
+        )]
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::access::authorize;
 use crate::identity::routes::{internal, parse_time, rfc3339};
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
@@ -149,7 +149,10 @@ pub(crate) async fn audit_list(
     caller: Caller,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    authorize(&state, &context, &caller, Action::ReadAudit, "audit").await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ReadAudit, "audit")
+        .await?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -263,7 +266,10 @@ async fn audit_export(
     caller: Caller,
     Query(params): Query<AuditExportParams>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &context, &caller, Action::ReadAudit, "audit/export").await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ReadAudit, "audit/export")
+        .await?;
     let (format, content_type, extension) = match params.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => (ExportFormat::Jsonl, "application/x-ndjson", "jsonl"),
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
@@ -349,7 +355,10 @@ async fn audit_verify(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    authorize(&state, &context, &caller, Action::VerifyAudit, "audit").await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::VerifyAudit, "audit")
+        .await?;
     let status = state.store.verify_audit_chain().await.map_err(internal)?;
     Ok(Json(match status {
         ChainStatus::Intact { records, head } => AuditVerification {

@@ -5,7 +5,7 @@
 mod prompt;
 pub(crate) mod turn;
 
-use ajutant_core::audit::Outcome;
+use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::chat::{MessageRole, MessageStatus};
 use ajutant_store::{Conversation, Message};
 use axum::Json;
@@ -118,7 +118,7 @@ pub(crate) async fn own(
                 caller
                     .event(
                         context,
-                        "conversation.access",
+                        AuditAction::ConversationAccess,
                         format!("conversation/{id}"),
                         Outcome::Denied,
                     )
@@ -293,7 +293,7 @@ async fn delete(
     state
         .record(caller.event(
             &context,
-            "conversation.deleted",
+            AuditAction::ConversationDeleted,
             format!("conversation/{id}"),
             Outcome::Allowed,
         ))

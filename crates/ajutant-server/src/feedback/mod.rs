@@ -6,7 +6,7 @@
 
 pub(crate) mod analytics;
 
-use ajutant_core::audit::Outcome;
+use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::chat::MessageRole;
 use ajutant_core::feedback::Category;
 use ajutant_store::{
@@ -175,7 +175,7 @@ async fn own_answer(
                 caller
                     .event(
                         context,
-                        "feedback.give",
+                        AuditAction::FeedbackGiven,
                         format!("message/{message_id}"),
                         Outcome::Denied,
                     )
@@ -269,7 +269,7 @@ async fn give(
             caller
                 .event(
                     &context,
-                    "feedback.give",
+                    AuditAction::FeedbackGiven,
                     format!("message/{}", message.id),
                     Outcome::Allowed,
                 )

@@ -3,7 +3,7 @@
 //! within `registry::WATCH_EVERY`; calls already running finish on the deployment they started
 //! with.
 
-use ajutant_core::audit::Outcome;
+use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::config::DeploymentConfig;
 use ajutant_core::policy::Action;
 use axum::Json;
@@ -17,8 +17,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::access::authorize;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -52,14 +52,10 @@ pub(crate) async fn list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<DeploymentView>>, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::ManagePlatform,
-        "deployments",
-    )
-    .await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ManagePlatform, "deployments")
+        .await?;
     let registry = state.gateway.deployments.current();
     Ok(Json(
         registry
@@ -91,7 +87,10 @@ async fn put(
     Json(body): Json<Value>,
 ) -> Result<Json<DeploymentView>, ApiError> {
     let resource = format!("deployment/{name}");
-    authorize(&state, &context, &caller, Action::ManagePlatform, &resource).await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ManagePlatform, &resource)
+        .await?;
     let config: DeploymentConfig = serde_json::from_value(body)
         .map_err(|e| ApiError::BadRequest(format!("not a deployment: {e}")))?;
     if config.name != name {
@@ -128,7 +127,12 @@ async fn put(
         .map_err(internal)?;
     deployments.reload(&state.store).await.map_err(internal)?;
     let event = caller
-        .event(&context, "deployment.put", resource, Outcome::Allowed)
+        .event(
+            &context,
+            AuditAction::DeploymentPut,
+            resource,
+            Outcome::Allowed,
+        )
         .with_details(serde_json::to_value(&config).unwrap_or_default());
     state.record(event).await?;
     Ok(Json(DeploymentView {
@@ -154,7 +158,10 @@ async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let resource = format!("deployment/{name}");
-    authorize(&state, &context, &caller, Action::ManagePlatform, &resource).await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ManagePlatform, &resource)
+        .await?;
     if !state
         .store
         .delete_deployment(&name)
@@ -171,7 +178,12 @@ async fn delete(
         .reload(&state.store)
         .await
         .map_err(internal)?;
-    let event = caller.event(&context, "deployment.deleted", resource, Outcome::Allowed);
+    let event = caller.event(
+        &context,
+        AuditAction::DeploymentDeleted,
+        resource,
+        Outcome::Allowed,
+    );
     state.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }

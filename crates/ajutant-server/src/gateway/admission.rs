@@ -1,6 +1,7 @@
 //! Whether a call may run: the deployment exists and is granted, offers what is asked, is not
 //! switched off, and the caller's limits and budgets allow it. A refusal is audited.
 
+use ajutant_core::audit::AuditAction;
 use std::sync::Arc;
 
 use ajutant_core::config::Capability;
@@ -95,8 +96,8 @@ impl Gateway {
     ) -> Result<Arc<Deployment>, OpenAiError> {
         let caller = origin.caller;
         let action = match capability {
-            Capability::Chat => "model.chat",
-            Capability::Embeddings => "model.embeddings",
+            Capability::Chat => AuditAction::ModelChat,
+            Capability::Embeddings => AuditAction::ModelEmbeddings,
         };
         let checked = async {
             let deployment = self.granted(name, &caller.principal)?;

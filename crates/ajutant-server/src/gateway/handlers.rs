@@ -1,6 +1,7 @@
 //! The OpenAI-compatible endpoints: each request read into a call, the call run through
 //! admission and resilience, and the answer written back as JSON or as an SSE stream.
 
+use ajutant_core::audit::AuditAction;
 use ajutant_core::config::Capability;
 use ajutant_core::model::{ChatEvent, ProviderError, ToolCall, Usage};
 use axum::body::{Body, Bytes};
@@ -162,7 +163,13 @@ async fn chat_completions(
         context: &context,
         caller: &caller,
     };
-    let event = call_event(origin, "model.chat", &call.deployment, call.stream, prompt);
+    let event = call_event(
+        origin,
+        AuditAction::ModelChat,
+        &call.deployment,
+        call.stream,
+        prompt,
+    );
     let span = model_span("chat", &chain[0]);
     let mut meter = CallMeter::new(
         &state,
@@ -427,7 +434,13 @@ async fn embeddings(
         context: &context,
         caller: &caller,
     };
-    let event = call_event(origin, "model.embeddings", &call.deployment, false, None);
+    let event = call_event(
+        origin,
+        AuditAction::ModelEmbeddings,
+        &call.deployment,
+        false,
+        None,
+    );
     let (audited, answer) = futures::join!(
         state.audit.append(event),
         resilience::embed(&chain, call.request)

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::{AuditAction, AuditEvent, Outcome};
 use ajutant_core::model::{ToolCall, Usage};
 use ajutant_core::policy::Principal;
 use axum::http::StatusCode;
@@ -133,7 +133,7 @@ impl Drop for CallMeter {
 /// `prompt` is the request's messages, only for deployments that opt into content auditing.
 pub(super) fn call_event(
     origin: CallOrigin<'_>,
-    action: &str,
+    action: AuditAction,
     deployment: &str,
     stream: bool,
     prompt: Option<Value>,
@@ -183,7 +183,7 @@ pub(super) fn answer_event(
         .collect();
     AuditEvent::new(
         origin.actor.clone(),
-        "model.chat.answer",
+        AuditAction::ModelChatAnswer,
         format!("deployment/{}", origin.deployment),
         Outcome::Allowed,
     )
@@ -205,7 +205,7 @@ pub(super) struct AnswerAudit {
 pub(super) async fn refused(
     state: &AppState,
     origin: CallOrigin<'_>,
-    action: &str,
+    action: AuditAction,
     deployment: &str,
     error: OpenAiError,
 ) -> OpenAiError {

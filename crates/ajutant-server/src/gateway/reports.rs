@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::access::authorize;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -88,7 +88,10 @@ pub(crate) async fn usage(
     caller: Caller,
     Query(params): Query<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    authorize(&state, &context, &caller, Action::ReadUsage, "usage").await?;
+    Guard::new(&state, &context, &caller)
+        .await?
+        .require(&Action::ReadUsage, "usage")
+        .await?;
     let (by, grouping) = match params.by.as_deref().unwrap_or("deployment") {
         "principal" => ("principal", UsageGrouping::Principal),
         "group" => ("group", UsageGrouping::Group),

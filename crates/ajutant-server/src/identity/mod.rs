@@ -6,7 +6,7 @@
 //! (a platform API key, recognised by its `ajk_` prefix, or a JWT access token from the
 //! provider), or the session cookie. Credentials in query strings are never read.
 
-pub(crate) mod access;
+pub(crate) mod admin;
 pub mod api_keys;
 mod cache;
 pub(crate) mod dev_idp;
@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, ActorKind, AuditAction, AuditEvent, Outcome};
 use ajutant_core::config::{Config, IdentityProviderKind, SessionConfig};
 use ajutant_core::policy::{Principal, PrincipalKind};
 use ajutant_core::secret::SecretString;
@@ -279,7 +279,7 @@ impl Caller {
     pub(crate) fn event(
         &self,
         context: &RequestContext,
-        action: &str,
+        action: AuditAction,
         resource: impl Into<String>,
         outcome: Outcome,
     ) -> AuditEvent {
@@ -312,7 +312,7 @@ impl AppState {
             "reason" => refusal.code.to_owned(),
         )
         .increment(1);
-        let event = AuditEvent::new(actor, "auth.rejected", "", Outcome::Denied)
+        let event = AuditEvent::new(actor, AuditAction::AuthRejected, "", Outcome::Denied)
             .with_origin(context.origin())
             .with_details(serde_json::json!({ "method": refusal.method, "reason": refusal.code }));
         if let Err(error) = self.record(event).await {
@@ -436,7 +436,7 @@ async fn authenticate_key(
     if parts.extensions.get::<RecordsKeyUse>().is_none() {
         let event = AuditEvent::new(
             principal.actor(),
-            "api_key.used",
+            AuditAction::ApiKeyUsed,
             format!("api_key/{}", key.id),
             Outcome::Allowed,
         )
@@ -564,7 +564,7 @@ async fn audit_graph_failure(
 ) -> Result<(), ApiError> {
     let event = AuditEvent::new(
         principal.actor(),
-        "identity.groups_unresolved",
+        AuditAction::GroupsUnresolved,
         "",
         Outcome::Failed,
     )

@@ -1,8 +1,7 @@
 //! The identity API: who am I, and the admin API for role bindings and platform API keys. The
 //! audit trail's routes are in the `audit` module (`crate::audit`).
 
-use ajutant_core::audit::Outcome;
-use ajutant_core::policy::{Action, Grantee, Role, RoleBinding, roles_of};
+use ajutant_core::policy::{Grantee, roles_of};
 use ajutant_store::{ApiKey, StoredRoleBinding};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -14,10 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::access::{authorize, bindings};
-use super::api_keys::{self, ApiKeyError, NewApiKey};
+use super::admin;
 use super::{AuthMethod, Caller};
 use crate::AppState;
+use crate::access::{Guard, bindings};
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -167,15 +166,8 @@ pub(crate) async fn role_bindings_list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<RoleBindingView>>, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::ManageRoleBindings,
-        "role_bindings",
-    )
-    .await?;
-    let all = state.store.role_bindings().await.map_err(internal)?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let all = admin::role_bindings(&guard).await?;
     Ok(Json(all.into_iter().map(RoleBindingView::from).collect()))
 }
 
@@ -190,46 +182,14 @@ async fn role_binding_create(
     caller: Caller,
     Json(body): Json<RoleBindingBody>,
 ) -> Result<(StatusCode, Json<RoleBindingView>), ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::ManageRoleBindings,
-        "role_bindings",
-    )
-    .await?;
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::BadRequest(
-            "role must be assistant_owner, it_ops, auditor or platform_admin".to_owned(),
-        )
-    })?;
-    let seed = ajutant_core::config::RoleBindingSeed {
-        role,
-        group: body.group.clone(),
-        app_role: body.app_role.clone(),
-        assistant: body.assistant.clone(),
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let grant = admin::Grant {
+        role: body.role,
+        group: body.group,
+        app_role: body.app_role,
+        assistant: body.assistant,
     };
-    let binding: RoleBinding = seed.binding().map_err(ApiError::BadRequest)?;
-    let stored = state
-        .store
-        .insert_role_binding(
-            &binding,
-            "api",
-            &caller.principal.id,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::Conflict("this role binding already exists".to_owned()))?;
-    let event = caller
-        .event(
-            &context,
-            "role_binding.created",
-            format!("role_binding/{}", stored.id),
-            Outcome::Allowed,
-        )
-        .with_details(serde_json::to_value(&body).unwrap_or_default());
-    state.record(event).await?;
+    let stored = admin::grant(&guard, grant).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
@@ -243,30 +203,8 @@ async fn role_binding_delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(
-        &state,
-        &context,
-        &caller,
-        Action::ManageRoleBindings,
-        &format!("role_binding/{id}"),
-    )
-    .await?;
-    let removed = state
-        .store
-        .delete_role_binding(&id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("no role binding {id}")))?;
-    let view = RoleBindingView::from(removed);
-    let event = caller
-        .event(
-            &context,
-            "role_binding.deleted",
-            format!("role_binding/{id}"),
-            Outcome::Allowed,
-        )
-        .with_details(serde_json::to_value(&view.binding).unwrap_or_default());
-    state.record(event).await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    admin::revoke_binding(&guard, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -335,8 +273,8 @@ pub(crate) async fn api_keys_list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
-    authorize(&state, &context, &caller, Action::ManageApiKeys, "api_keys").await?;
-    let keys = state.store.api_keys().await.map_err(internal)?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let keys = admin::api_keys(&guard).await?;
     Ok(Json(keys.into_iter().map(ApiKeyView::from).collect()))
 }
 
@@ -352,35 +290,13 @@ async fn api_key_create(
     caller: Caller,
     Json(body): Json<ApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    authorize(&state, &context, &caller, Action::ManageApiKeys, "api_keys").await?;
-    let owner_subject = match caller.principal.kind {
-        ajutant_core::policy::PrincipalKind::User => Some(caller.principal.subject.clone()),
-        ajutant_core::policy::PrincipalKind::Service => None,
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let request = admin::KeyRequest {
+        name: body.name,
+        groups: body.groups,
+        expires_at: parse_time("expires_at", body.expires_at)?,
     };
-    let (key, secret) = api_keys::issue(
-        &state.store,
-        NewApiKey {
-            name: body.name,
-            groups: body.groups,
-            expires_at: parse_time("expires_at", body.expires_at)?,
-            owner_subject,
-            created_by: caller.principal.id.clone(),
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        ApiKeyError::Invalid(message) => ApiError::BadRequest(message),
-        ApiKeyError::Store(error) => internal(error),
-    })?;
-    let event = caller
-        .event(
-            &context,
-            "api_key.created",
-            format!("api_key/{}", key.id),
-            Outcome::Allowed,
-        )
-        .with_details(serde_json::json!({ "name": key.name, "groups": key.groups }));
-    state.record(event).await?;
+    let (key, secret) = admin::issue_key(&guard, request).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -397,8 +313,6 @@ struct RevokeParams {
     reason: Option<String>,
 }
 
-const MAX_REASON: usize = 500;
-
 /// Revoke an API key; it is refused from the next request on.
 #[utoipa::path(delete, path = "/api/v1/admin/api-keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "The key's public id"), RevokeParams),
@@ -411,37 +325,7 @@ async fn api_key_revoke(
     Path(id): Path<String>,
     Query(params): Query<RevokeParams>,
 ) -> Result<StatusCode, ApiError> {
-    let resource = format!("api_key/{id}");
-    authorize(&state, &context, &caller, Action::ManageApiKeys, &resource).await?;
-    let reason = params
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "a reason is at most {MAX_REASON} characters"
-        )));
-    }
-    let revoked = state
-        .store
-        .revoke_api_key(
-            &id,
-            reason.as_deref().unwrap_or("revoked through the admin API"),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .map_err(internal)?;
-    if !revoked {
-        return Err(ApiError::NotFound(format!("no live API key {id}")));
-    }
-    state.identity.cache().clear();
-    let mut event = caller.event(&context, "api_key.revoked", resource, Outcome::Allowed);
-    if let Some(reason) = reason {
-        event = event.with_details(serde_json::json!({ "reason": reason }));
-    }
-    state.record(event).await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    admin::revoke_key(&guard, &id, params.reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,7 @@
 //! an idle period, at an absolute lifetime, or when the periodic re-check with the provider
 //! (refresh token) fails.
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::{AuditAction, AuditEvent, Outcome};
 use ajutant_store::{LoginAttempt, NewSession};
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
@@ -168,7 +168,7 @@ async fn callback(
         let state = state.clone();
         let context = context.clone();
         async move {
-            let event = AuditEvent::new(anonymous(), "auth.sign_in", "", Outcome::Denied)
+            let event = AuditEvent::new(anonymous(), AuditAction::SignIn, "", Outcome::Denied)
                 .with_origin(context.origin())
                 .with_details(serde_json::json!({ "reason": code }));
             match state.record(event).await {
@@ -286,7 +286,7 @@ async fn callback(
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let event = AuditEvent::new(principal.actor(), "auth.sign_in", "", Outcome::Allowed)
+    let event = AuditEvent::new(principal.actor(), AuditAction::SignIn, "", Outcome::Allowed)
         .with_origin(context.origin())
         .with_details(serde_json::json!({
             "groups": principal.groups.len(),
@@ -358,7 +358,7 @@ async fn logout(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let event = AuditEvent::new(
         session.principal.actor(),
-        "auth.sign_out",
+        AuditAction::SignOut,
         "",
         Outcome::Allowed,
     )

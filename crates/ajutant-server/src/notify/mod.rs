@@ -11,7 +11,7 @@ pub(crate) mod format;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ajutant_core::audit::{Actor, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, AuditAction, AuditEvent, Outcome};
 use ajutant_core::config::{NotificationsConfig, WebhookConfig, WebhookKind};
 use ajutant_store::{Attempt, Notification};
 use serde_json::json;
@@ -178,7 +178,7 @@ async fn deliver(
             .increment(1);
             let event = AuditEvent::new(
                 Actor::system(),
-                "notification.dead_lettered",
+                AuditAction::NotificationDeadLettered,
                 format!("notification/{}", notification.id),
                 Outcome::Failed,
             )

@@ -61,6 +61,10 @@ impl OpsBus {
     /// Follows the stored events until `stop` is set.
     pub(crate) async fn follow(self, store: Store, mut stop: watch::Receiver<bool>) {
         let (heard, mut announcements) = mpsc::channel::<Option<String>>(256);
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the LISTEN task, aborted when follow ends"
+        )]
         let listener = tokio::spawn(listen(store.clone(), heard, stop.clone()));
         let mut seen: HashMap<String, OffsetDateTime> = HashMap::new();
         // Events written before this instance started are not news.

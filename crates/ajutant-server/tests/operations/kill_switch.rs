@@ -308,6 +308,7 @@ async fn a_pulled_assistant_stops_answering_on_every_instance_within_two_seconds
     let waiting: Vec<_> = pulled
         .into_iter()
         .map(|mut stream| {
+            #[allow(clippy::disallowed_methods, reason = "streams the test joins")]
             tokio::spawn(async move {
                 let ended = stream.until("error", Duration::from_secs(5)).await;
                 (ended, killed_at.elapsed())

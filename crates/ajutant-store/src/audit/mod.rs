@@ -108,6 +108,10 @@ impl AuditLog {
         let (queue, receiver) = mpsc::channel(max_batch * 4);
         let (usage, usage_receiver) = mpsc::channel(USAGE_QUEUE);
         let (close, closed) = oneshot::channel();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the writer task: AuditWriter::finish joins it"
+        )]
         let task = tokio::spawn(write_loop(
             store,
             receiver,

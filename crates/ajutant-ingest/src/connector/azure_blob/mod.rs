@@ -444,6 +444,10 @@ mod tests {
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer that ends with the test"
+        )]
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.expect("accept");
             let mut request = [0u8; 4096];

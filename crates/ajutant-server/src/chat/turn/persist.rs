@@ -91,7 +91,7 @@ impl Turn {
             .record(
                 AuditEvent::new(
                     self.caller.principal.actor(),
-                    AuditAction::ChatTurn.as_str(),
+                    AuditAction::ChatTurn,
                     format!("conversation/{}", self.conversation.id),
                     outcome,
                 )

@@ -13,7 +13,7 @@
 //! `active`; other attributes are accepted and ignored. Filters: `userName eq "…"` and
 //! `externalId eq "…"` only. Not offered: groups, bulk, sorting, ETags, `attributes` projection.
 
-use ajutant_core::audit::{Actor, ActorKind, AuditEvent, Outcome};
+use ajutant_core::audit::{Actor, ActorKind, AuditAction, AuditEvent, Outcome};
 use ajutant_core::secret::SecretString;
 use ajutant_store::{AuditError, AuditLog, Store, StoreError};
 use axum::Router;
@@ -245,7 +245,7 @@ async fn require_bearer(State(state): State<ScimState>, request: Request, next: 
         .get::<RequestContext>()
         .map(RequestContext::origin)
         .unwrap_or_default();
-    let event = AuditEvent::new(scim_actor(), "scim.rejected", "", Outcome::Denied)
+    let event = AuditEvent::new(scim_actor(), AuditAction::ScimRejected, "", Outcome::Denied)
         .with_origin(origin)
         .with_details(json!({
             "reason": refusal,
@@ -328,6 +328,10 @@ mod tests {
         let app = router(state).layer(axum::middleware::from_fn(with_context));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test peer that ends with the test"
+        )]
         tokio::spawn(async move { axum::serve(listener, app).await });
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

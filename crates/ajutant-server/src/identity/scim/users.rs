@@ -1,7 +1,7 @@
 //! The Users endpoints: list, read, create, replace and delete, and what every write then
 //! does: lock the user out when it deprovisions them, and audit it.
 
-use ajutant_core::audit::{AuditEvent, Outcome};
+use ajutant_core::audit::{AuditAction, AuditEvent, Outcome};
 use ajutant_store::{DirectoryUser, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -286,9 +286,9 @@ async fn settle(
         "active": user.active,
     });
     let mut action = match change.kind {
-        ChangeKind::Created => "scim.user.created",
-        ChangeKind::Updated => "scim.user.updated",
-        ChangeKind::Deleted => "scim.user.deleted",
+        ChangeKind::Created => AuditAction::ScimUserCreated,
+        ChangeKind::Updated => AuditAction::ScimUserUpdated,
+        ChangeKind::Deleted => AuditAction::ScimUserDeleted,
     };
     if !change.changed.is_empty() {
         details["changed"] = json!(change.changed);
@@ -309,7 +309,7 @@ async fn settle(
         // Deleting a user who was already locked out, with nothing left to end, is a deletion.
         let nothing_to_end = sessions_ended == 0 && api_keys_revoked == 0;
         if !(change.kind == ChangeKind::Deleted && !change.was_active && nothing_to_end) {
-            action = "scim.user.deprovisioned";
+            action = AuditAction::ScimUserDeprovisioned;
         }
         if change.kind == ChangeKind::Deleted {
             details["deleted"] = json!(true);
@@ -321,7 +321,7 @@ async fn settle(
         .with_details(details);
     if let Err(error) = state.audit.append(event).await {
         // The change stands; the log keeps what the trail could not.
-        tracing::error!(%error, action, %resource, "a SCIM change could not be audited");
+        tracing::error!(%error, action = action.as_str(), %resource, "a SCIM change could not be audited");
         return Err(error.into());
     }
     Ok(())

@@ -249,6 +249,7 @@ mod tests {
         let board = Switchboard {
             state: Arc::new(sender),
         };
+        #[allow(clippy::disallowed_methods, reason = "a waiter the test joins")]
         let waiting = tokio::spawn(board.disabled(Some("hr".to_owned()), None));
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
