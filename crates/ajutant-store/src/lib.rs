@@ -11,6 +11,7 @@ mod deployments;
 mod feedback;
 mod grounding;
 mod identity;
+mod incidents;
 mod jobs;
 mod ops;
 mod outbox;
@@ -32,14 +33,14 @@ pub use audit::{AuditError, AuditLog, AuditQuery, AuditReceipt, AuditWriter, Cha
 pub use conversations::{Conversation, Message, NewMessage};
 pub use deployments::StoredDeployment;
 pub use feedback::{
-    ActorRef, Escalation, Feedback, FeedbackFact, FeedbackFilter, Incident, IncidentChange,
-    IncidentEvent, NewFeedback, NewNotification, SavedFeedback,
+    Escalation, Feedback, FeedbackFact, FeedbackFilter, NewFeedback, NewNotification, SavedFeedback,
 };
 pub use grounding::{
     Collection, CollectionSpec, Document, EVERYONE, NewChunk, NewDocument, Passage, SearchScope,
     effective_readers, search_terms,
 };
 pub use identity::{ApiKey, DirectoryUser, LoginAttempt, NewSession, Session, StoredRoleBinding};
+pub use incidents::{ActorRef, Incident, IncidentChange, IncidentEvent};
 pub use jobs::{IngestionItem, IngestionJob, ItemOutcome, ItemReport, NewItem};
 pub use ops::{KillSwitch, NOTIFY_CHANNEL, OpsEvent, OpsListener, SwitchChange};
 pub use outbox::{Attempt, Notification};
