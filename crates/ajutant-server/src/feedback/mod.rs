@@ -5,18 +5,15 @@
 //! webhook, written in the same transaction as the feedback. Nothing here is sent to a model.
 
 pub(crate) mod analytics;
+mod service;
 
-use ajutant_core::audit::{AuditAction, Outcome};
-use ajutant_core::chat::MessageRole;
 use ajutant_core::feedback::Category;
-use ajutant_store::{
-    Assistant, Escalation, Feedback, FeedbackFilter, NewFeedback, NewNotification,
-};
+use ajutant_store::{Assistant, Feedback, FeedbackFilter};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -27,14 +24,10 @@ use crate::access::Guard;
 use crate::assistants;
 use crate::gateway::reports::day;
 use crate::identity::Caller;
-use crate::notify::format::EscalationNotice;
 use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
-const MAX_COMMENT_CHARS: usize = 4000;
-/// A day; more than that saved by one answer is a typo.
-const MAX_MINUTES_SAVED: i64 = 1440;
 const MAX_ANALYTICS_DAYS: i64 = 366;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -101,105 +94,6 @@ fn view(feedback: Feedback, incident_id: Option<String>) -> FeedbackView {
     }
 }
 
-/// The body, checked: known categories (each once), sane numbers, something said.
-fn checked(body: &FeedbackBody) -> Result<(Vec<Category>, Option<String>), ApiError> {
-    let mut categories = Vec::new();
-    for code in &body.categories {
-        let category = Category::parse(code).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown category {code:?}; use one of {}",
-                Category::codes()
-            ))
-        })?;
-        if !categories.contains(&category) {
-            categories.push(category);
-        }
-    }
-    if let Some(minutes) = body.time_saved_minutes
-        && !(0..=MAX_MINUTES_SAVED).contains(&minutes)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "time_saved_minutes must be 0 to {MAX_MINUTES_SAVED}"
-        )));
-    }
-    let comment = body
-        .comment
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned);
-    if comment
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "comment must be at most {MAX_COMMENT_CHARS} characters"
-        )));
-    }
-    if body.helpful.is_none()
-        && body.time_saved_minutes.is_none()
-        && categories.is_empty()
-        && comment.is_none()
-        && !body.serious
-    {
-        return Err(ApiError::BadRequest(
-            "feedback must say something: helpful, time saved, a category, a comment or serious"
-                .to_owned(),
-        ));
-    }
-    Ok((categories, comment))
-}
-
-/// The answer `message_id`, if it is in one of the caller's conversations; anything else is
-/// 404 (audited when it is someone else's). Returns the answer, the question before it and the
-/// conversation's assistant.
-async fn own_answer(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
-    message_id: &str,
-) -> Result<(ajutant_store::Message, String, String), ApiError> {
-    let not_found = || ApiError::NotFound(format!("no resource at {}", context.path));
-    let message = state
-        .store
-        .message(message_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let Some(conversation) = state
-        .store
-        .conversation(&caller.principal.id, &message.conversation_id)
-        .await?
-    else {
-        state
-            .record(
-                caller
-                    .event(
-                        context,
-                        AuditAction::FeedbackGiven,
-                        format!("message/{message_id}"),
-                        Outcome::Denied,
-                    )
-                    .with_details(json!({ "reason": "not the conversation's owner" })),
-            )
-            .await?;
-        return Err(not_found());
-    };
-    if message.role != MessageRole::Assistant {
-        return Err(ApiError::BadRequest(
-            "feedback is given on answers, not on questions".to_owned(),
-        ));
-    }
-    let question = state
-        .store
-        .messages(&conversation.id)
-        .await?
-        .into_iter()
-        .rfind(|m| m.seq < message.seq && m.role == MessageRole::User)
-        .map(|m| m.content)
-        .unwrap_or_default();
-    Ok((message, question, conversation.assistant_id))
-}
-
 /// Give (or change) feedback on an answer in one of the caller's conversations. Feedback
 /// flagged serious, or naming a category the organisation treats as serious, also escalates
 /// to IT operations: the answer says so with the incident's id.
@@ -221,130 +115,21 @@ async fn give(
     Path(id): Path<String>,
     Json(body): Json<FeedbackBody>,
 ) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
-    let (categories, comment) = checked(&body)?;
-    let (message, question, assistant_id) = own_answer(&state, &context, &caller, &id).await?;
-    let assistant = assistants::service::load(&state, &assistant_id).await?;
-    let reasons = state
-        .config
-        .feedback
-        .escalation_reasons(body.serious, &categories);
-    let now = OffsetDateTime::now_utc();
-    let new = NewFeedback {
-        message_id: message.id.clone(),
-        conversation_id: message.conversation_id.clone(),
-        assistant_id: assistant_id.clone(),
-        assistant_version: message.assistant_version.unwrap_or_default(),
-        deployment: message.deployment.clone(),
-        trace_id: message.trace_id.clone(),
-        citations: message.citations.clone(),
-        question,
-        answer: message.content.clone(),
-        principal_id: caller.principal.id.clone(),
-        principal_name: caller.principal.display_name.clone(),
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let verdict = service::Verdict {
         helpful: body.helpful,
         time_saved_minutes: body.time_saved_minutes,
-        categories: categories.iter().map(|c| c.as_str().to_owned()).collect(),
-        comment: comment.clone(),
+        categories: &body.categories,
+        comment: body.comment.as_deref(),
         serious: body.serious,
     };
-    let escalation = if reasons.is_empty() {
-        None
-    } else {
-        Some(escalation(&state, &new, assistant.as_ref(), now)?)
-    };
-    let saved = state
-        .store
-        .save_feedback(&new, escalation.as_ref(), now)
-        .await?;
-    if saved.opened {
-        state.bus.poke();
-        state.notifier.poke();
-        metrics::counter!("ajutant_escalations_total").increment(1);
-    }
-    metrics::counter!("ajutant_feedback_total", "escalated" => if saved.opened { "yes" } else { "no" })
-        .increment(1);
-    let incident_id = saved.incident.as_ref().map(|i| i.id.clone());
-    state
-        .record(
-            caller
-                .event(
-                    &context,
-                    AuditAction::FeedbackGiven,
-                    format!("message/{}", message.id),
-                    Outcome::Allowed,
-                )
-                .with_details(json!({
-                    "feedback": saved.feedback.id,
-                    "assistant": assistant_id,
-                    "assistant_version": saved.feedback.assistant_version,
-                    "helpful": body.helpful,
-                    "categories": new.categories,
-                    "serious": body.serious,
-                    "changed": !saved.created,
-                    "escalation": reasons,
-                    "incident": incident_id,
-                    "incident_opened": saved.opened,
-                })),
-        )
-        .await?;
-    let status = if saved.created {
+    let given = service::give(&guard, &id, verdict).await?;
+    let status = if given.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(saved.feedback, incident_id))))
-}
-
-/// The incident, notifications and notice for feedback that escalates.
-fn escalation(
-    state: &AppState,
-    new: &NewFeedback,
-    assistant: Option<&Assistant>,
-    now: OffsetDateTime,
-) -> Result<Escalation, ApiError> {
-    let incident_id = uuid::Uuid::now_v7().to_string();
-    let incident_url = state
-        .identity
-        .public_url()
-        .join(&format!("api/v1/ops/incidents/{incident_id}"))
-        .ok()
-        .map(String::from);
-    let notice = EscalationNotice {
-        incident_id: incident_id.clone(),
-        assistant_id: new.assistant_id.clone(),
-        assistant_name: assistant
-            .map(|a| a.definition.name.clone())
-            .unwrap_or_else(|| new.assistant_id.clone()),
-        assistant_version: new.assistant_version,
-        deployment: new.deployment.clone(),
-        categories: new.categories.clone(),
-        serious: new.serious,
-        helpful: new.helpful,
-        comment: new.comment.clone(),
-        reported_by: new.principal_name.clone(),
-        message_id: new.message_id.clone(),
-        conversation_id: new.conversation_id.clone(),
-        trace_id: new.trace_id.clone(),
-        opened_at: now,
-        incident_url,
-    };
-    let payload = serde_json::to_string(&notice).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let notifications = state
-        .config
-        .notifications
-        .webhooks
-        .iter()
-        .map(|target| NewNotification {
-            id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            target: target.name.clone(),
-            event: "incident.opened".to_owned(),
-            payload: payload.clone(),
-        })
-        .collect();
-    Ok(Escalation {
-        incident_id,
-        notifications,
-    })
+    Ok((status, Json(view(given.feedback, given.incident_id))))
 }
 
 /// The caller's own feedback on an answer.
