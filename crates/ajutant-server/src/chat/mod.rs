@@ -5,7 +5,6 @@
 mod prompt;
 pub(crate) mod turn;
 
-use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::chat::{MessageRole, MessageStatus};
 use ajutant_store::{Conversation, Message};
 use axum::Json;
@@ -19,10 +18,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) mod service;
+
 use crate::AppState;
-use crate::assistants;
+use crate::access::Guard;
 use crate::identity::Caller;
-use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
 
@@ -101,37 +101,6 @@ pub(crate) fn message_view(m: Message) -> MessageView {
     }
 }
 
-/// The caller's conversation; 404 if it is missing or someone else's (the latter audited, as a
-/// probe at another person's data).
-pub(crate) async fn own(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
-    id: &str,
-) -> Result<Conversation, ApiError> {
-    if let Some(conversation) = state.store.conversation(&caller.principal.id, id).await? {
-        return Ok(conversation);
-    }
-    if state.store.conversation_exists(id).await? {
-        state
-            .record(
-                caller
-                    .event(
-                        context,
-                        AuditAction::ConversationAccess,
-                        format!("conversation/{id}"),
-                        Outcome::Denied,
-                    )
-                    .with_details(json!({ "reason": "not the owner" })),
-            )
-            .await?;
-    }
-    Err(ApiError::NotFound(format!(
-        "no resource at {}",
-        context.path
-    )))
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -154,17 +123,12 @@ pub struct ConversationPage {
         (status = 400, description = "Bad cursor or limit", body = Problem)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    context: RequestContext,
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
-    let rows = state
-        .store
-        .conversations(&caller.principal.id, before, limit + 1)
-        .await?;
-    let (page, next_cursor) = paging::page(rows, limit, |c: &Conversation| {
-        (c.updated_at, c.id.as_str())
-    });
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let (page, next_cursor) = service::list(&guard, params.cursor.as_deref(), params.limit).await?;
     Ok(Json(ConversationPage {
         conversations: page.into_iter().map(view).collect(),
         next_cursor,
@@ -178,44 +142,18 @@ pub struct CreateBody {
     pub title: Option<String>,
 }
 
-fn check_title(title: &str) -> Result<String, ApiError> {
-    let title = title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::BadRequest(
-            "title must be 1 to 200 characters".to_owned(),
-        ));
-    }
-    Ok(title.to_owned())
-}
-
 /// Start a conversation with an assistant the caller may use.
 #[utoipa::path(operation_id = "create_conversation", post, path = "/api/v1/conversations", tag = "chat", request_body = CreateBody,
     responses((status = 201, description = "Created", body = ConversationView),
         (status = 404, description = "No such assistant, or not usable by the caller", body = Problem)))]
 async fn create(
     State(state): State<AppState>,
+    context: RequestContext,
     caller: Caller,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<ConversationView>), ApiError> {
-    let assistant = assistants::service::load(&state, &body.assistant_id)
-        .await?
-        .filter(|a| a.definition.access.admits(&caller.principal))
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no assistant {:?} for you", body.assistant_id))
-        })?;
-    let title = match &body.title {
-        Some(title) => check_title(title)?,
-        None => assistant.definition.name.clone(),
-    };
-    let conversation = state
-        .store
-        .create_conversation(
-            &caller.principal.id,
-            &assistant.id,
-            &title,
-            OffsetDateTime::now_utc(),
-        )
-        .await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let conversation = service::start(&guard, &body.assistant_id, body.title.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(view(conversation))))
 }
 
@@ -237,8 +175,8 @@ pub(crate) async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
-    let conversation = own(&state, &context, &caller, &id).await?;
-    let messages = state.store.messages(&conversation.id).await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let (conversation, messages) = service::read(&guard, &id).await?;
     Ok(Json(ConversationDetail {
         conversation: view(conversation),
         messages: messages.into_iter().map(message_view).collect(),
@@ -264,14 +202,8 @@ async fn rename(
     Path(id): Path<String>,
     Json(body): Json<RenameBody>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    let title = check_title(&body.title)?;
-    own(&state, &context, &caller, &id).await?;
-    let renamed = state
-        .store
-        .rename_conversation(&caller.principal.id, &id, &title, OffsetDateTime::now_utc())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no resource at {}", context.path)))?;
-    Ok(Json(view(renamed)))
+    let guard = Guard::new(&state, &context, &caller).await?;
+    Ok(Json(view(service::rename(&guard, &id, &body.title).await?)))
 }
 
 /// Delete a conversation and its messages.
@@ -285,19 +217,8 @@ async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    own(&state, &context, &caller, &id).await?;
-    state
-        .store
-        .delete_conversation(&caller.principal.id, &id)
-        .await?;
-    state
-        .record(caller.event(
-            &context,
-            AuditAction::ConversationDeleted,
-            format!("conversation/{id}"),
-            Outcome::Allowed,
-        ))
-        .await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    service::delete(&guard, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -327,14 +248,9 @@ async fn export(
             "format must be json or markdown".to_owned(),
         ));
     }
-    let conversation = own(&state, &context, &caller, &id).await?;
-    let messages: Vec<MessageView> = state
-        .store
-        .messages(&conversation.id)
-        .await?
-        .into_iter()
-        .map(message_view)
-        .collect();
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let (conversation, messages) = service::read(&guard, &id).await?;
+    let messages: Vec<MessageView> = messages.into_iter().map(message_view).collect();
     let (body, content_type, extension) = if format == "json" {
         let detail = ConversationDetail {
             conversation: view(conversation),

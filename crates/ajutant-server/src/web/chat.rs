@@ -23,7 +23,7 @@ use ajutant_core::chat::{MessageRole, MessageStatus};
 
 use crate::access::Guard;
 use crate::assistants::{self, AssistantView};
-use crate::chat::{self, ConversationView, ListParams, MessageView};
+use crate::chat::{self, MessageView};
 use crate::feedback::{self, FeedbackView};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
@@ -118,19 +118,10 @@ async fn sidebar(
         })
         .map(|seen| AssistantCard::from(assistants::view(seen)))
         .collect();
-    let Json(page) = chat::list(
-        State(state.clone()),
-        viewer.caller.clone(),
-        Query(ListParams {
-            cursor,
-            limit: None,
-        }),
-    )
-    .await?;
+    let (page, next_cursor) = chat::service::list(&guard, cursor.as_deref(), None).await?;
     let conversations = page
-        .conversations
         .into_iter()
-        .map(|c: ConversationView| ConversationLink {
+        .map(|c| ConversationLink {
             current: current == Some(c.id.as_str()),
             id: c.id,
             title: c.title,
@@ -139,7 +130,7 @@ async fn sidebar(
     Ok(Sidebar {
         assistants,
         conversations,
-        next_cursor: page.next_cursor,
+        next_cursor,
     })
 }
 
@@ -342,23 +333,17 @@ async fn conversation(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
     // Someone else's conversation is the API's 404 (and its audit record).
-    let Json(detail) = chat::get_one(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id),
-    )
-    .await?;
-    let conversation = detail.conversation;
+    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let (conversation, stored) = chat::service::read(&guard, &id).await?;
     // An assistant since deleted or moved out of the viewer's reach leaves the conversation
     // readable; its id stands in for its name.
-    let guard = Guard::new(&state, &context, &viewer.caller).await?;
     let assistant = assistants::service::peek(&guard, &conversation.assistant_id)
         .await?
         .map(assistants::view);
-    let mut messages = Vec::with_capacity(detail.messages.len());
-    for message in detail.messages {
-        messages.push(message_item(&state, &context, &viewer, message).await?);
+    let mut messages = Vec::with_capacity(stored.len());
+    for message in stored {
+        let view = chat::message_view(message);
+        messages.push(message_item(&state, &context, &viewer, view).await?);
     }
     let side = sidebar(
         &state,

@@ -17,7 +17,8 @@ use super::persist::Turn;
 use crate::AppState;
 use crate::access::Guard;
 use crate::assistants;
-use crate::chat::{own, prompt};
+use crate::chat::prompt;
+use crate::chat::service::own;
 use crate::gateway::runtime::CallIds;
 use crate::grounding::retrieval::{self, Mode};
 use crate::identity::Caller;
@@ -51,8 +52,9 @@ pub(super) async fn prepare(
             "content must be 1 to {MAX_QUESTION_CHARS} characters"
         )));
     }
-    let conversation = own(state, context, caller, conversation_id).await?;
-    let assistant = authorize_turn(state, context, caller, &conversation).await?;
+    let guard = Guard::new(state, context, caller).await?;
+    let conversation = own(&guard, conversation_id).await?;
+    let assistant = authorize_turn(&guard, &conversation).await?;
     let started = Instant::now();
     let history = state.store.messages(&conversation.id).await?;
     let ids = CallIds {
@@ -172,12 +174,10 @@ pub(super) async fn prepare(
 
 /// The assistant of a conversation, if the caller may still use it and it is switched on.
 async fn authorize_turn(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
+    guard: &Guard<'_>,
     conversation: &Conversation,
 ) -> Result<Assistant, ApiError> {
-    let guard = Guard::new(state, context, caller).await?;
+    let (state, caller) = (guard.state, guard.caller);
     let assistant = assistants::service::load(state, &conversation.assistant_id)
         .await?
         .ok_or_else(|| guard.not_found())?;
