@@ -1,9 +1,8 @@
 //! The audit trail over HTTP, for those who may read it: search (paged), export as JSON Lines
 //! or CSV (streamed, with the search's filters) and verification of the hash chain.
 
-use ajutant_core::audit::{AuditRecord, Outcome};
+use ajutant_core::audit::AuditRecord;
 use ajutant_core::audit_export::{COLUMNS, ExportedRecord};
-use ajutant_core::policy::Action;
 use ajutant_store::{AuditQuery, ChainStatus};
 use axum::Json;
 use axum::body::Body;
@@ -17,15 +16,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod service;
+
 use crate::AppState;
 use crate::access::Guard;
 use crate::identity::Caller;
-use crate::identity::routes::{internal, parse_time, rfc3339};
+use crate::identity::routes::rfc3339;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
-
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
+use service::AuditFilters;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,40 +52,6 @@ pub(crate) struct AuditParams {
     pub(crate) cursor: Option<String>,
     /// 1 to 500; default 50.
     pub(crate) limit: Option<i64>,
-}
-
-/// The filters the search and the export share; an empty value means any.
-struct AuditFilters {
-    action: Option<String>,
-    actor: Option<String>,
-    outcome: Option<String>,
-    resource: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-}
-
-impl AuditFilters {
-    /// The store query for these filters: records older than `before_seq`, at most `limit`.
-    fn query(self, before_seq: Option<i64>, limit: i64) -> Result<AuditQuery, ApiError> {
-        let given = |value: Option<String>| value.filter(|v| !v.is_empty());
-        let outcome = given(self.outcome)
-            .map(|o| {
-                Outcome::parse(&o).ok_or_else(|| {
-                    ApiError::BadRequest("outcome must be allowed, denied or failed".to_owned())
-                })
-            })
-            .transpose()?;
-        Ok(AuditQuery {
-            before_seq,
-            action: given(self.action),
-            actor_id: given(self.actor),
-            outcome,
-            resource: given(self.resource),
-            since: parse_time("since", given(self.since))?,
-            until: parse_time("until", given(self.until))?,
-            limit,
-        })
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -149,25 +114,7 @@ pub(crate) async fn audit_list(
     caller: Caller,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ReadAudit, "audit")
-        .await?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        )));
-    }
-    let before_seq = params
-        .cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|seq| *seq > 0)
-                .ok_or_else(|| ApiError::BadRequest("cursor is not one this API gave".to_owned()))
-        })
-        .transpose()?;
+    let guard = Guard::new(&state, &context, &caller).await?;
     let filters = AuditFilters {
         action: params.action,
         actor: params.actor,
@@ -176,14 +123,8 @@ pub(crate) async fn audit_list(
         since: params.since,
         until: params.until,
     };
-    // One more than asked tells whether another page exists.
-    let query = filters.query(before_seq, limit + 1)?;
-    let mut records = state.store.audit_search(&query).await.map_err(internal)?;
-    let more = records.len() as i64 > limit;
-    records.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| records.last().map(|r| r.seq.to_string()))
-        .flatten();
+    let (records, next_cursor) =
+        service::search(&guard, filters, params.cursor.as_deref(), params.limit).await?;
     Ok(Json(AuditPage {
         items: records.into_iter().map(AuditEntry::from).collect(),
         next_cursor,
@@ -208,9 +149,6 @@ struct AuditExportParams {
     /// RFC 3339; records before.
     until: Option<String>,
 }
-
-/// Records read per query while an export streams.
-const EXPORT_PAGE: i64 = 500;
 
 #[derive(Debug, Clone, Copy)]
 enum ExportFormat {
@@ -266,10 +204,7 @@ async fn audit_export(
     caller: Caller,
     Query(params): Query<AuditExportParams>,
 ) -> Result<Response, ApiError> {
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ReadAudit, "audit/export")
-        .await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
     let (format, content_type, extension) = match params.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => (ExportFormat::Jsonl, "application/x-ndjson", "jsonl"),
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
@@ -287,7 +222,7 @@ async fn audit_export(
         since: params.since,
         until: params.until,
     };
-    let first = filters.query(None, EXPORT_PAGE)?;
+    let first = service::export(&guard, filters).await?;
     let store = state.store.clone();
     // Pages go from the newest record down, so appends during the export cannot shift them.
     let pages = futures::stream::try_unfold(Some(first), move |next| {
@@ -355,11 +290,8 @@ async fn audit_verify(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::VerifyAudit, "audit")
-        .await?;
-    let status = state.store.verify_audit_chain().await.map_err(internal)?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let status = service::verify(&guard).await?;
     Ok(Json(match status {
         ChainStatus::Intact { records, head } => AuditVerification {
             status: "intact".to_owned(),

@@ -3,19 +3,16 @@
 //! within `registry::WATCH_EVERY`; calls already running finish on the deployment they started
 //! with.
 
-use ajutant_core::audit::{AuditAction, Outcome};
-use ajutant_core::config::DeploymentConfig;
-use ajutant_core::policy::Action;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::deployments;
 use crate::AppState;
 use crate::access::Guard;
 use crate::identity::Caller;
@@ -39,10 +36,6 @@ pub struct DeploymentView {
     pub deployment: Value,
 }
 
-fn internal(error: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(error.to_string())
-}
-
 /// Every deployment in force.
 #[utoipa::path(get, path = "/api/v1/admin/deployments", tag = "admin",
     responses((status = 200, description = "Every deployment in force", body = [DeploymentView]),
@@ -52,20 +45,13 @@ pub(crate) async fn list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<DeploymentView>>, ApiError> {
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ManagePlatform, "deployments")
-        .await?;
-    let registry = state.gateway.deployments.current();
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let listed = deployments::list(&guard).await?;
     Ok(Json(
-        registry
-            .in_order()
+        listed
+            .into_iter()
             .map(|d| DeploymentView {
-                source: if registry.stored.contains(&d.config.name) {
-                    "api"
-                } else {
-                    "config"
-                },
+                source: if d.stored { "api" } else { "config" },
                 deployment: serde_json::to_value(&d.config).unwrap_or_default(),
             })
             .collect(),
@@ -86,64 +72,12 @@ async fn put(
     Path(name): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    let resource = format!("deployment/{name}");
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ManagePlatform, &resource)
-        .await?;
-    let config: DeploymentConfig = serde_json::from_value(body)
-        .map_err(|e| ApiError::BadRequest(format!("not a deployment: {e}")))?;
-    if config.name != name {
-        return Err(ApiError::BadRequest(format!(
-            "the body names {:?} but the path names {name:?}",
-            config.name
-        )));
-    }
-    let mut problems = config.problems();
-    // The fallbacks must exist in the set this change produces.
-    let deployments = &state.gateway.deployments;
-    let registry = deployments.current();
-    let names: Vec<&String> = registry.order.iter().collect();
-    for fallback in &config.fallbacks {
-        if !names.contains(&fallback) && *fallback != name {
-            problems.push(format!("fallback {fallback:?} is not a deployment"));
-        }
-    }
-    ajutant_providers::provider_for(&config, reqwest_probe()?)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !problems.is_empty() {
-        return Err(ApiError::BadRequest(problems.join("; ")));
-    }
-    let json = serde_json::to_string(&config).map_err(internal)?;
-    state
-        .store
-        .put_deployment(
-            &name,
-            &json,
-            &caller.principal.id,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .map_err(internal)?;
-    deployments.reload(&state.store).await.map_err(internal)?;
-    let event = caller
-        .event(
-            &context,
-            AuditAction::DeploymentPut,
-            resource,
-            Outcome::Allowed,
-        )
-        .with_details(serde_json::to_value(&config).unwrap_or_default());
-    state.record(event).await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let config = deployments::put(&guard, &name, body).await?;
     Ok(Json(DeploymentView {
         source: "api",
         deployment: serde_json::to_value(&config).unwrap_or_default(),
     }))
-}
-
-/// A client only to check that the adapter can be built; it is not kept.
-fn reqwest_probe() -> Result<reqwest::Client, ApiError> {
-    ajutant_providers::http_client(std::time::Duration::from_secs(1)).map_err(internal)
 }
 
 /// Remove a deployment added through this API (a configured one of the same name returns).
@@ -157,33 +91,7 @@ async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let resource = format!("deployment/{name}");
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ManagePlatform, &resource)
-        .await?;
-    if !state
-        .store
-        .delete_deployment(&name)
-        .await
-        .map_err(internal)?
-    {
-        return Err(ApiError::NotFound(format!(
-            "no deployment {name} was added through the API"
-        )));
-    }
-    state
-        .gateway
-        .deployments
-        .reload(&state.store)
-        .await
-        .map_err(internal)?;
-    let event = caller.event(
-        &context,
-        AuditAction::DeploymentDeleted,
-        resource,
-        Outcome::Allowed,
-    );
-    state.record(event).await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    deployments::delete(&guard, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@
 
 pub(crate) mod admin;
 mod admission;
+mod deployments;
 mod handlers;
 mod limits;
 mod metering;
