@@ -28,13 +28,19 @@ use serde_json::json;
 mod bare_proxy;
 #[path = "gateway_latency/fake_model.rs"]
 mod fake_model;
+#[path = "gateway_latency/load.rs"]
+mod load;
 #[path = "gateway_latency/output.rs"]
 mod output;
 #[path = "gateway_latency/process.rs"]
 mod process;
+#[path = "gateway_latency/target.rs"]
+mod target;
 
 use fake_model::PIECES;
+use load::*;
 use process::{Cpu, memory};
+use target::*;
 
 /// Requests per path before any series is timed: connections open, caches fill.
 const WARM_UP: usize = 50;
@@ -216,149 +222,6 @@ fn load_client() -> anyhow::Result<reqwest::Client> {
 }
 
 // ---- requests ----------------------------------------------------------------------------
-
-/// Where a series sends: the fake itself, or Ajutant with the API key.
-#[derive(Debug, Clone)]
-struct Target {
-    url: String,
-    key: Option<String>,
-    body: Bytes,
-}
-
-impl Target {
-    fn chat(base: SocketAddr, key: Option<&str>, model: &str, stream: bool) -> Self {
-        let body = json!({ "model": model, "stream": stream, "max_tokens": 16,
-                           "messages": [{ "role": "user", "content": "Say hello." }] });
-        Self {
-            url: format!("http://{base}/v1/chat/completions"),
-            key: key.map(str::to_owned),
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    fn get(base: SocketAddr, key: Option<&str>, path: &str) -> Self {
-        Self {
-            url: format!("http://{base}{path}"),
-            key: key.map(str::to_owned),
-            body: Bytes::new(),
-        }
-    }
-
-    async fn send(&self, client: &reqwest::Client) -> anyhow::Result<reqwest::Response> {
-        let mut request = if self.body.is_empty() {
-            client.get(&self.url)
-        } else {
-            client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .body(self.body.clone())
-        };
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
-        }
-        let response = request.send().await?;
-        if !response.status().is_success() {
-            bail!("{} answered {}", self.url, response.status());
-        }
-        Ok(response)
-    }
-
-    /// Sends and reads the whole answer; returns how long that took.
-    async fn complete(&self, client: &reqwest::Client) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        self.send(client).await?.bytes().await?;
-        Ok(started.elapsed())
-    }
-
-    async fn answer(&self, client: &reqwest::Client) -> anyhow::Result<Timing> {
-        let whole = self.complete(client).await?;
-        Ok(Timing {
-            first: whole,
-            whole,
-        })
-    }
-
-    /// Sends a streaming request and reads it to its `[DONE]`.
-    async fn stream(&self, client: &reqwest::Client) -> anyhow::Result<Timing> {
-        let started = Instant::now();
-        let mut response = self.send(client).await?;
-        let needle = format!("\"content\":\"{}\"", PIECES[0]);
-        let mut seen = Vec::new();
-        let mut first = None;
-        while let Some(chunk) = response.chunk().await? {
-            seen.extend_from_slice(&chunk);
-            if first.is_none() && contains(&seen, needle.as_bytes()) {
-                first = Some(started.elapsed());
-            }
-        }
-        if !seen.ends_with(b"data: [DONE]\n\n") {
-            bail!("the stream from {} did not end with [DONE]", self.url);
-        }
-        let first = first.with_context(|| format!("no first token from {}", self.url))?;
-        Ok(Timing {
-            first,
-            whole: started.elapsed(),
-        })
-    }
-}
-
-/// When the first content arrived and when the answer was complete (the same for an answer
-/// that is not streamed).
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    first: Duration,
-    whole: Duration,
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-// ---- measurement -------------------------------------------------------------------------
-
-/// What one path (direct or via) did in one phase.
-#[derive(Debug, Default)]
-struct Series {
-    latencies: Vec<Duration>,
-    /// For streams: when each answer was complete (`latencies` holds the first token).
-    whole: Vec<Duration>,
-    /// Failed requests: error status, transport error, timeout or not sent (too many in flight).
-    failed: usize,
-    timed_out: usize,
-    not_sent: usize,
-    /// Successful answers per second that completed inside the timed window (open loop only).
-    achieved: Option<f64>,
-    /// Unknown for a row derived from another's requests.
-    cpu: Option<Cpu>,
-    /// The process's resident memory, MiB, as the last open-loop request was sent.
-    rss: Option<f64>,
-}
-
-impl Series {
-    fn percentile(&self, q: f64) -> Option<Duration> {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        // Nearest rank: the smallest value with at least q of the samples at or below it.
-        let rank = (q * sorted.len() as f64).ceil() as usize;
-        sorted.get(rank.max(1) - 1).copied()
-    }
-
-    fn cpu_per_request(&self, part: impl Fn(Cpu) -> Duration) -> Option<f64> {
-        let requests = self.latencies.len() + self.failed - self.not_sent;
-        let cpu = part(self.cpu?);
-        (requests > 0).then(|| cpu.as_secs_f64() * 1e6 / requests as f64)
-    }
-
-    /// The same requests, timed to their last byte.
-    fn whole_answers(&self) -> Self {
-        Self {
-            latencies: self.whole.clone(),
-            ..Self::default()
-        }
-    }
-}
 
 /// One row of the results: a phase measured on both paths.
 #[derive(Debug)]
@@ -649,88 +512,3 @@ fn key_used(id: &str) -> AuditEvent {
 }
 
 // ---- the open-loop sender ----------------------------------------------------------------
-
-/// When a request was due and when it finished, both from the phase's start.
-#[derive(Debug)]
-struct Sample {
-    due: Duration,
-    done: Duration,
-    result: Result<(), Failure>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// An error status or a transport error.
-    Error,
-    TimedOut,
-    /// Not sent: too many requests were already in flight.
-    NotSent,
-}
-
-enum Launch {
-    Sent(tokio::task::JoinHandle<Sample>),
-    Skipped(Sample),
-}
-
-struct Plan {
-    interval: Duration,
-    count: usize,
-    target: Arc<Target>,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Plan {
-    /// Runs on a thread of its own: tokio's timer rounds to whole milliseconds, which at
-    /// 5,000/s would send in bursts of five and charge both paths up to 1 ms of its own lag.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a dedicated blocking thread, not an async worker, keeps the send clock"
-    )]
-    /// Returns the sends and the process's resident memory as the last one went out, when
-    /// the most requests are in flight.
-    fn send_all(self, started: Instant) -> anyhow::Result<(Vec<Launch>, f64)> {
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let mut sends = Vec::with_capacity(self.count);
-        for n in 0..self.count {
-            let due = self.interval * n as u32;
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-            if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
-                sends.push(Launch::Skipped(Sample {
-                    due,
-                    done: due,
-                    result: Err(Failure::NotSent),
-                }));
-                continue;
-            }
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            let in_flight = Arc::clone(&in_flight);
-            let target = Arc::clone(&self.target);
-            let client = self.client.clone();
-            sends.push(Launch::Sent(self.runtime.spawn(async move {
-                let result =
-                    match tokio::time::timeout(REQUEST_TIMEOUT, target.complete(&client)).await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(error)) if is_timeout(&error) => Err(Failure::TimedOut),
-                        Ok(Err(_)) => Err(Failure::Error),
-                        Err(_) => Err(Failure::TimedOut),
-                    };
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                Sample {
-                    due,
-                    done: started.elapsed(),
-                    result,
-                }
-            })));
-        }
-        Ok((sends, memory("VmRSS")?))
-    }
-}
-
-fn is_timeout(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<reqwest::Error>()
-        .is_some_and(reqwest::Error::is_timeout)
-}
