@@ -350,6 +350,31 @@ async fn the_demo_walkthrough_answers_as_before(backend: Backend) {
     .await;
     walk.json("conversations", &alice, Call::get("/api/v1/conversations"))
         .await;
+    // Ids that are not ids (a NUL, a path, an injection) name nothing: the same 404.
+    for (name, id) in [
+        ("conversation_nul", "%00"),
+        ("conversation_traversal", "..%2F..%2Fetc%2Fpasswd"),
+        ("conversation_injection", "1%27%20OR%20%271%27%3D%271"),
+    ] {
+        walk.json(
+            name,
+            &alice,
+            Call::get(format!("/api/v1/conversations/{id}")),
+        )
+        .await;
+    }
+    walk.json(
+        "collection_nul",
+        &alice,
+        Call::get("/api/v1/collections/%00"),
+    )
+    .await;
+    walk.json(
+        "incident_nul",
+        &oscar,
+        Call::get("/api/v1/ops/incidents/%00"),
+    )
+    .await;
 
     // Feedback that escalates; the owner's inbox; IT operations' incidents.
     walk.json(

@@ -3,6 +3,7 @@
 //! conversation is the 404, and the attempt is recorded as a probe at another person's data.
 
 use ajutant_core::audit::{AuditAction, Outcome};
+use ajutant_core::id::ConversationId;
 use ajutant_store::{Conversation, Message};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -28,6 +29,11 @@ fn check_title(title: &str) -> Result<String, ApiError> {
 
 /// The caller's conversation; the 404 if it is missing or someone else's (the latter recorded).
 pub(crate) async fn own(guard: &Guard<'_>, id: &str) -> Result<Conversation, ApiError> {
+    // Not an id at all names nothing, without asking the database.
+    let Ok(id) = ConversationId::parse(id) else {
+        return Err(guard.not_found());
+    };
+    let id = id.as_str();
     let store = &guard.state.store;
     if let Some(conversation) = store.conversation(&guard.caller.principal.id, id).await? {
         return Ok(conversation);

@@ -6,6 +6,7 @@
 use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::chat::MessageRole;
 use ajutant_core::feedback::Category;
+use ajutant_core::id::MessageId;
 use ajutant_store::{Assistant, Escalation, Feedback, Message, NewFeedback, NewNotification};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -170,6 +171,9 @@ async fn own_answer(
 ) -> Result<(Message, String, String), ApiError> {
     let (state, caller) = (guard.state, guard.caller);
     let not_found = || guard.not_found();
+    if MessageId::parse(message_id).is_err() {
+        return Err(not_found());
+    }
     let message = state
         .store
         .message(message_id)

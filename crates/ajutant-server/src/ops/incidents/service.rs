@@ -4,6 +4,7 @@
 
 use ajutant_core::audit::Outcome;
 use ajutant_core::audit_action::AuditAction;
+use ajutant_core::id::IncidentId;
 use ajutant_core::incident::{IncidentStatus, NoteKind};
 use ajutant_core::policy::Action;
 use ajutant_store::{ActorRef, Feedback, Incident, IncidentChange, IncidentEvent};
@@ -43,6 +44,11 @@ pub(crate) struct Change<'a> {
 
 fn resource(id: &str) -> String {
     format!("incident/{id}")
+}
+
+/// The incident's id, or the same answer as a missing incident.
+fn incident_id(id: &str) -> Result<IncidentId, ApiError> {
+    IncidentId::parse(id).map_err(|_| ApiError::NotFound(format!("no incident {id}")))
 }
 
 fn parse_status(status: &str) -> Result<IncidentStatus, ApiError> {
@@ -102,6 +108,8 @@ pub(crate) async fn get(guard: &Guard<'_>, id: &str) -> Result<Detail, ApiError>
     guard
         .require(&Action::HandleIncidents, &resource(id))
         .await?;
+    let id = incident_id(id)?;
+    let id = id.as_str();
     let incident = guard
         .state
         .store
@@ -119,6 +127,8 @@ pub(crate) async fn change(
 ) -> Result<Detail, ApiError> {
     let resource = resource(id);
     guard.require(&Action::HandleIncidents, &resource).await?;
+    let id = incident_id(id)?;
+    let id = id.as_str();
     let status = asked.status.map(parse_status).transpose()?;
     let assignee = match asked.assignee {
         Some(Some(name)) => Some(Some(check_text("assignee", name)?)),
