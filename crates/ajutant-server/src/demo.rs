@@ -88,7 +88,13 @@ pub(crate) async fn seed(state: &AppState) -> Result<bool, StoreError> {
         .collect();
     state
         .store
-        .create_job(&collection.id, "upload", &items, AUTHOR, now)
+        .create_job(
+            &collection.id,
+            ajutant_core::grounding::JobKind::Upload,
+            &items,
+            AUTHOR,
+            now,
+        )
         .await?;
     let definition = Definition {
         name: "Fjordlight helpdesk".to_owned(),

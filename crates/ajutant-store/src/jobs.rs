@@ -4,6 +4,7 @@
 //! lease while it works, and marks each item done as it goes. A worker that dies leaves a lease
 //! that runs out; the next claim resumes the items still pending.
 
+use ajutant_core::grounding::{JobKind, JobStatus};
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
@@ -17,10 +18,10 @@ pub const MAX_ATTEMPTS: i64 = 5;
 pub struct IngestionJob {
     pub id: String,
     pub collection_id: String,
-    /// `upload` or `sync`.
-    pub kind: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
     pub total: i64,
     pub processed: i64,
     pub added: i64,
@@ -112,7 +113,7 @@ impl Store {
     pub async fn create_job(
         &self,
         collection_id: &str,
-        kind: &str,
+        kind: JobKind,
         items: &[NewItem],
         created_by: &str,
         now: OffsetDateTime,
@@ -126,7 +127,7 @@ impl Store {
             )
             .bind(&id)
             .bind(collection_id)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
             .bind(created_by)
             .bind(DbTime(now))
@@ -369,10 +370,11 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let status = if error.is_some() {
-            "failed"
+            JobStatus::Failed
         } else {
-            "succeeded"
-        };
+            JobStatus::Succeeded
+        }
+        .as_str();
         on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE ingestion_jobs SET status = $2, error = $3, finished_at = $4, \

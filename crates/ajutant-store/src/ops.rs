@@ -4,6 +4,7 @@
 //! so listeners hear of it the moment it commits; polling [`Store::ops_events_after`] is the
 //! fallback (and the only way on SQLite, where one process owns the file).
 
+use ajutant_core::switch::{SwitchState, SwitchTarget};
 use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 
@@ -51,12 +52,12 @@ pub struct OpsEvent {
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct KillSwitch {
-    /// `platform`, `assistant` or `deployment`.
-    pub target: String,
+    #[sqlx(try_from = "String")]
+    pub target: SwitchTarget,
     /// Empty for the platform.
     pub target_id: String,
-    /// `killed` or `active`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: SwitchState,
     pub reason: String,
     pub changed_by: String,
     pub changed_by_name: String,
@@ -69,9 +70,9 @@ pub struct KillSwitch {
 /// A switch being flipped.
 #[derive(Debug, Clone, Copy)]
 pub struct SwitchChange<'a> {
-    pub target: &'a str,
+    pub target: SwitchTarget,
     pub target_id: &'a str,
-    pub state: &'a str,
+    pub state: SwitchState,
     pub reason: &'a str,
     pub changed_by: &'a str,
     pub changed_by_name: &'a str,
@@ -190,9 +191,9 @@ impl Store {
                  changed_by_name = excluded.changed_by_name, \
                  changed_by_role = excluded.changed_by_role, changed_at = excluded.changed_at",
             )
-            .bind(change.target)
+            .bind(change.target.as_str())
             .bind(change.target_id)
-            .bind(change.state)
+            .bind(change.state.as_str())
             .bind(change.reason.replace('\0', ""))
             .bind(change.changed_by)
             .bind(change.changed_by_name.replace('\0', ""))
@@ -202,7 +203,7 @@ impl Store {
             .await?;
             insert_ops_event!(tx, postgres, "switch", &subject, now);
             let stored: KillSwitch = sqlx::query_as(&select)
-                .bind(change.target)
+                .bind(change.target.as_str())
                 .bind(change.target_id)
                 .fetch_one(&mut *tx)
                 .await?;

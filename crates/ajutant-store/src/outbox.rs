@@ -4,6 +4,7 @@
 //! that dies leaves a lease that runs out, and the row is sent again: receivers see the same id
 //! and can drop the duplicate.
 
+use ajutant_core::notification::DeliveryStatus;
 use time::OffsetDateTime;
 
 use crate::db_time::{DbTime, MaybeDbTime};
@@ -17,8 +18,8 @@ pub struct Notification {
     pub event: String,
     pub subject: String,
     pub payload: String,
-    /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: i64,
     #[sqlx(try_from = "DbTime")]
@@ -90,11 +91,12 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let (status, error, next) = match attempt {
-            Attempt::Delivered => ("delivered", None, now),
-            Attempt::Retry { error, at } => ("pending", Some(error), at),
-            Attempt::Dead { error } => ("dead", Some(error), now),
+            Attempt::Delivered => (DeliveryStatus::Delivered, None, now),
+            Attempt::Retry { error, at } => (DeliveryStatus::Pending, Some(error), at),
+            Attempt::Dead { error } => (DeliveryStatus::Dead, Some(error), now),
         };
-        let finished = (status != "pending").then_some(DbTime(now));
+        let finished = (status != DeliveryStatus::Pending).then_some(DbTime(now));
+        let status = status.as_str();
         let changed = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE outbox SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \

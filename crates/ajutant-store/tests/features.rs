@@ -163,7 +163,13 @@ async fn two_workers_never_claim_the_same_job_and_a_lapsed_lease_is_taken_over(b
     let mut created = HashSet::new();
     for _ in 0..12 {
         let job = store
-            .create_job(&collection, "sync", &[], "test", now())
+            .create_job(
+                &collection,
+                ajutant_core::grounding::JobKind::Sync,
+                &[],
+                "test",
+                now(),
+            )
             .await
             .unwrap();
         created.insert(job.id);

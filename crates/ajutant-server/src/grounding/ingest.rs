@@ -8,6 +8,7 @@
 //! they finish, and a job whose worker died is taken up again (by any instance) where it
 //! stopped.
 
+use ajutant_core::grounding::{DocumentStatus, JobKind};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,14 +131,14 @@ async fn process(state: &AppState, job: &IngestionJob) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the collection no longer exists".to_owned())?;
     let connector = match &collection.source {
-        Some(source) if job.kind == "sync" => Some(
+        Some(source) if job.kind == JobKind::Sync => Some(
             SourceSettings::parse(source, &state.config.grounding)
                 .and_then(|s| s.connector(&state.config.grounding))
                 .map_err(|e| format!("the source cannot be used: {e}"))?,
         ),
         _ => None,
     };
-    if job.kind == "sync" {
+    if job.kind == JobKind::Sync {
         let Some(connector) = &connector else {
             return Err("the collection has no source to sync from".to_owned());
         };
@@ -209,7 +210,7 @@ async fn process(state: &AppState, job: &IngestionJob) -> Result<(), String> {
             recorded.map_err(|e| e.to_string())?;
         }
     }
-    if job.kind == "sync" {
+    if job.kind == JobKind::Sync {
         let keys: HashSet<String> = state
             .store
             .job_item_keys(&job.id)
@@ -318,7 +319,7 @@ async fn ingest_item(
         .await
         .map_err(store_failure)?;
     if let Some(existing) = &existing
-        && existing.status == "ready"
+        && existing.status == DocumentStatus::Ready
         && existing.content_hash == hash
     {
         return Ok(Done {

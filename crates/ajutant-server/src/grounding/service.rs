@@ -228,7 +228,7 @@ pub(crate) async fn upload(
         .store
         .create_job(
             &collection.id,
-            JobKind::Upload.as_str(),
+            JobKind::Upload,
             &upload.items,
             &guard.caller.principal.id,
             OffsetDateTime::now_utc(),
@@ -264,7 +264,7 @@ pub(crate) async fn sync(guard: &Guard<'_>, id: &str) -> Result<IngestionJob, Ap
         .store
         .create_job(
             &collection.id,
-            JobKind::Sync.as_str(),
+            JobKind::Sync,
             &[],
             &guard.caller.principal.id,
             OffsetDateTime::now_utc(),

@@ -1,6 +1,7 @@
 //! Documents and their passages as ingestion writes them (one transaction per document, its
 //! readers derived from the collection's inside it) and the collection's document lists.
 
+use ajutant_core::grounding::DocumentStatus;
 use std::collections::{BTreeSet, HashSet};
 
 use sqlx::{Postgres, QueryBuilder, Sqlite};
@@ -25,8 +26,8 @@ pub struct Document {
     pub size_bytes: i64,
     pub content_hash: String,
     pub url: Option<String>,
-    /// `ready` or `failed`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DocumentStatus,
     pub error_code: Option<String>,
     pub error: Option<String>,
     pub chunk_count: i64,

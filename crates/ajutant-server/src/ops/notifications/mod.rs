@@ -46,7 +46,7 @@ fn view(n: Notification) -> NotificationView {
         target: n.target,
         event: n.event,
         subject: n.subject,
-        status: n.status,
+        status: n.status.as_str().to_owned(),
         attempts: n.attempts,
         last_error: n.last_error,
         next_attempt_at: n.next_attempt_at,

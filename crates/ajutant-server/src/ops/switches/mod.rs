@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ajutant_core::switch::{SwitchState, SwitchTarget};
 use ajutant_store::{KillSwitch, Store};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
@@ -44,21 +45,20 @@ pub(crate) struct InForce {
 impl InForce {
     fn from_rows(rows: &[KillSwitch]) -> Self {
         let mut state = Self::default();
-        for row in rows.iter().filter(|row| row.state == "killed") {
+        for row in rows.iter().filter(|row| row.state == SwitchState::Killed) {
             let pulled = Pulled {
                 reason: row.reason.clone(),
                 by_name: row.changed_by_name.clone(),
                 at: row.changed_at,
             };
-            match row.target.as_str() {
-                "platform" => state.platform = Some(pulled),
-                "assistant" => {
+            match row.target {
+                SwitchTarget::Platform => state.platform = Some(pulled),
+                SwitchTarget::Assistant => {
                     state.assistants.insert(row.target_id.clone(), pulled);
                 }
-                "deployment" => {
+                SwitchTarget::Deployment => {
                     state.deployments.insert(row.target_id.clone(), pulled);
                 }
-                other => tracing::warn!(target = other, "unknown kill switch target"),
             }
         }
         state
@@ -209,9 +209,9 @@ mod tests {
 
     fn row(target: &str, id: &str, state: &str) -> KillSwitch {
         KillSwitch {
-            target: target.to_owned(),
+            target: target.parse().unwrap(),
             target_id: id.to_owned(),
-            state: state.to_owned(),
+            state: state.parse().unwrap(),
             reason: "why".to_owned(),
             changed_by: "p".to_owned(),
             changed_by_name: "P".to_owned(),

@@ -81,8 +81,8 @@ pub struct SwitchView {
 pub(crate) fn switch_view(row: KillSwitch) -> SwitchView {
     SwitchView {
         id: (!row.target_id.is_empty()).then_some(row.target_id),
-        target: row.target,
-        state: row.state,
+        target: row.target.as_str().to_owned(),
+        state: row.state.as_str().to_owned(),
         reason: row.reason,
         changed_by: row.changed_by,
         changed_by_name: row.changed_by_name,

@@ -58,9 +58,9 @@ pub(crate) async fn set(guard: &Guard<'_>, flip: Flip<'_>) -> Result<KillSwitch,
         .store
         .set_kill_switch(
             SwitchChange {
-                target: flip.target.as_str(),
+                target: flip.target,
                 target_id: id,
-                state: flip.state.as_str(),
+                state: flip.state,
                 reason,
                 changed_by: &principal.id,
                 changed_by_name: &principal.display_name,
@@ -129,7 +129,7 @@ async fn allowed(
                 .kill_switch(SwitchTarget::Assistant.as_str(), id)
                 .await?
                 .is_some_and(|row| {
-                    row.state == SwitchState::Killed.as_str()
+                    row.state == SwitchState::Killed
                         && matches!(
                             row.changed_by_role.as_str(),
                             "owner_group" | "assistant_owner"
