@@ -88,10 +88,33 @@ pub(crate) async fn usage(
     caller: Caller,
     Query(params): Query<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    Guard::new(&state, &context, &caller)
-        .await?
-        .require(&Action::ReadUsage, "usage")
-        .await?;
+    let guard = Guard::new(&state, &context, &caller).await?;
+    let (by, from, to, lines) = report(&guard, params).await?;
+    Ok(Json(UsageReport {
+        by: by.to_owned(),
+        from: from.to_string(),
+        to: to.to_string(),
+        lines: lines
+            .into_iter()
+            .map(|line: UsageLine| UsageReportLine {
+                key: line.key,
+                calls: line.calls,
+                failed: line.failed,
+                input_tokens: line.input_tokens,
+                output_tokens: line.output_tokens,
+                cost: line.cost,
+            })
+            .collect(),
+    }))
+}
+
+/// The report's rule: IT operations and platform admins read usage, grouped one way, over at
+/// most [`MAX_DAYS`] days (the last 30 by default).
+async fn report(
+    guard: &Guard<'_>,
+    params: UsageParams,
+) -> Result<(&'static str, time::Date, time::Date, Vec<UsageLine>), ApiError> {
+    guard.require(&Action::ReadUsage, "usage").await?;
     let (by, grouping) = match params.by.as_deref().unwrap_or("deployment") {
         "principal" => ("principal", UsageGrouping::Principal),
         "group" => ("group", UsageGrouping::Group),
@@ -111,7 +134,8 @@ pub(crate) async fn usage(
             "from must not be after to, and a report covers at most {MAX_DAYS} days"
         )));
     }
-    let lines = state
+    let lines = guard
+        .state
         .store
         .usage_report(&UsageQuery {
             by: grouping,
@@ -121,22 +145,6 @@ pub(crate) async fn usage(
             deployment: params.deployment,
             group_id: params.group,
         })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(UsageReport {
-        by: by.to_owned(),
-        from: from.to_string(),
-        to: to.to_string(),
-        lines: lines
-            .into_iter()
-            .map(|line: UsageLine| UsageReportLine {
-                key: line.key,
-                calls: line.calls,
-                failed: line.failed,
-                input_tokens: line.input_tokens,
-                output_tokens: line.output_tokens,
-                cost: line.cost,
-            })
-            .collect(),
-    }))
+        .await?;
+    Ok((by, from, to, lines))
 }
