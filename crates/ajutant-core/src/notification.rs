@@ -10,15 +10,3 @@ crate::text_enum! {
         Dead => "dead",
     }
 }
-
-crate::text_enum! {
-    /// What an operations event announces to every instance's live feed.
-    pub enum OpsEventKind("operations event kind") {
-        /// An incident was opened.
-        Escalation => "escalation",
-        /// An incident changed.
-        Incident => "incident",
-        /// A kill switch moved.
-        Switch => "switch",
-    }
-}

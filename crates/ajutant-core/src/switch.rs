@@ -20,10 +20,3 @@ crate::text_enum! {
         Active => "active",
     }
 }
-
-impl SwitchTarget {
-    /// Whether a switch on this target names one thing (an assistant's id, a deployment's name).
-    pub fn takes_id(self) -> bool {
-        !matches!(self, Self::Platform)
-    }
-}

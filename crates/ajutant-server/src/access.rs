@@ -1,6 +1,6 @@
 //! The one access guard. Every service asks it "may this caller do this, see this, manage
-//! this?": it decides with `ajutant_core::policy` and the role bindings in force (read once per
-//! request, so a binding changed on any instance applies to the next request), writes the
+//! this?": it decides with `ajutant_core::policy` and the role bindings in force (read at most
+//! once per request, so a binding changed on any instance applies to the next request), writes the
 //! decision to the audit trail, and turns every refusal into the same 404 an absent resource
 //! gets, so a caller learns nothing about what they may not see.
 //!
@@ -11,18 +11,21 @@ use ajutant_core::audit::{AuditEvent, Outcome};
 use ajutant_core::audit_action::AuditAction;
 use ajutant_core::policy::{Action, Decision, Grant, Owned, Role, RoleBinding, Standing, decide};
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 use crate::AppState;
 use crate::identity::Caller;
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 
-/// One caller's request, with the role bindings in force.
+/// One caller's request. The role bindings in force are read at the first decision that
+/// needs them and kept for the rest of the request; requests that only check ownership (a
+/// conversation, a turn) never read them.
 pub(crate) struct Guard<'a> {
     pub state: &'a AppState,
     pub context: &'a RequestContext,
     pub caller: &'a Caller,
-    bindings: Vec<RoleBinding>,
+    bindings: OnceCell<Vec<RoleBinding>>,
 }
 
 /// The role bindings in force now.
@@ -37,17 +40,24 @@ pub(crate) async fn bindings(state: &AppState) -> Result<Vec<RoleBinding>, ApiEr
 }
 
 impl<'a> Guard<'a> {
-    pub(crate) async fn new(
+    pub(crate) fn new(
         state: &'a AppState,
         context: &'a RequestContext,
         caller: &'a Caller,
-    ) -> Result<Self, ApiError> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             state,
             context,
             caller,
-            bindings: bindings(state).await?,
-        })
+            bindings: OnceCell::new(),
+        }
+    }
+
+    async fn bindings(&self) -> Result<&[RoleBinding], ApiError> {
+        self.bindings
+            .get_or_try_init(|| bindings(self.state))
+            .await
+            .map(Vec::as_slice)
     }
 
     /// The 404 for this request's path: what a missing resource and a hidden one both answer.
@@ -56,14 +66,19 @@ impl<'a> Guard<'a> {
     }
 
     /// Where the caller stands towards an owned resource, recording nothing.
-    pub(crate) fn standing(&self, owned: Owned<'_>) -> Standing {
-        ajutant_core::policy::standing(&self.caller.principal, &self.bindings, owned)
+    pub(crate) async fn standing(&self, owned: Owned<'_>) -> Result<Standing, ApiError> {
+        let bindings = self.bindings().await?;
+        Ok(ajutant_core::policy::standing(
+            &self.caller.principal,
+            bindings,
+            owned,
+        ))
     }
 
     /// Allows `action` on `resource` (audited either way) and returns the role that allowed
     /// it; a denial is the 404.
     pub(crate) async fn require(&self, action: &Action, resource: &str) -> Result<Role, ApiError> {
-        match decide(&self.caller.principal, &self.bindings, action) {
+        match decide(&self.caller.principal, self.bindings().await?, action) {
             Decision::Allowed(role) => {
                 self.decision(action, resource, Outcome::Allowed, json!({ "role": role }))
                     .await?;
@@ -80,7 +95,8 @@ impl<'a> Guard<'a> {
     /// Allows managing an owned resource (its owner group, else the roles for `owned.manage`),
     /// audited either way; a denial is the 404.
     pub(crate) async fn manage(&self, owned: Owned<'_>, resource: &str) -> Result<Grant, ApiError> {
-        match ajutant_core::policy::manage_grant(&self.caller.principal, &self.bindings, owned) {
+        let bindings = self.bindings().await?;
+        match ajutant_core::policy::manage_grant(&self.caller.principal, bindings, owned) {
             Some(grant) => {
                 let details = match &grant {
                     Grant::OwnerGroup(group) => json!({ "role": "owner_group", "group": group }),
@@ -104,7 +120,7 @@ impl<'a> Guard<'a> {
         owned: Owned<'_>,
         resource: &str,
     ) -> Result<Standing, ApiError> {
-        let standing = self.standing(owned);
+        let standing = self.standing(owned).await?;
         if standing.sees() {
             Ok(standing)
         } else {
@@ -144,12 +160,7 @@ impl<'a> Guard<'a> {
     }
 
     /// An audit event by this caller for this request, to complete and record.
-    pub(crate) fn event(
-        &self,
-        action: AuditAction,
-        resource: &str,
-        outcome: Outcome,
-    ) -> AuditEvent {
+    fn event(&self, action: AuditAction, resource: &str, outcome: Outcome) -> AuditEvent {
         self.caller.event(self.context, action, resource, outcome)
     }
 

@@ -206,6 +206,11 @@ impl ApiError {
     pub(crate) fn no_resource(path: &str) -> Self {
         Self::NotFound(format!("no resource at {path}"))
     }
+
+    /// A request field that names none of a closed set's values.
+    pub(crate) fn not_one_of(field: &str, error: &ajutant_core::text_enum::UnknownValue) -> Self {
+        Self::BadRequest(format!("{field} must be one of {}", error.expected))
+    }
 }
 
 /// The answer for a path no route matches.

@@ -4,6 +4,7 @@
 //! lease while it works, and marks each item done as it goes. A worker that dies leaves a lease
 //! that runs out; the next claim resumes the items still pending.
 
+pub use ajutant_core::grounding::ItemOutcome;
 use ajutant_core::grounding::{JobKind, JobStatus};
 use time::OffsetDateTime;
 
@@ -76,28 +77,6 @@ pub struct NewItem {
     /// Refused before the job ran (over the size limit): code and message. The item is
     /// recorded as failed and the job counts it.
     pub refused: Option<(String, String)>,
-}
-
-/// What became of an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ItemOutcome {
-    Added,
-    Updated,
-    Unchanged,
-    Removed,
-    Failed,
-}
-
-impl ItemOutcome {
-    fn column(self) -> &'static str {
-        match self {
-            Self::Added => "added",
-            Self::Updated => "updated",
-            Self::Unchanged => "unchanged",
-            Self::Removed => "removed",
-            Self::Failed => "failed",
-        }
-    }
 }
 
 const JOB_COLUMNS: &str = "id, collection_id, kind, status, total, processed, added, updated, \
@@ -320,7 +299,8 @@ impl Store {
         document_id: Option<&str>,
         chunks: i64,
     ) -> Result<(), StoreError> {
-        let column = outcome.column();
+        // The outcome's spelling is also the name of the job's counter column.
+        let column = outcome.as_str();
         let count = format!(
             "UPDATE ingestion_jobs SET processed = processed + 1, {column} = {column} + 1, \
              chunks = chunks + $2 WHERE id = $1"

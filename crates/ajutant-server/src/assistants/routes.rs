@@ -35,7 +35,7 @@ async fn list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<AssistantView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let listed = service::list(&guard).await?;
     Ok(Json(listed.into_iter().map(view).collect()))
 }
@@ -52,7 +52,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<AssistantView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let created = service::create(&guard, &body.id, body.definition.into()).await?;
     Ok((StatusCode::CREATED, Json(view(created))))
 }
@@ -68,7 +68,7 @@ async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(view(service::get(&guard, &id).await?)))
 }
 
@@ -87,7 +87,7 @@ async fn edit(
     Path(id): Path<String>,
     Json(body): Json<EditBody>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let edited = service::edit(&guard, &id, body.base_version, body.definition.into()).await?;
     Ok(Json(view(edited)))
 }
@@ -103,7 +103,7 @@ async fn versions(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let versions = service::versions(&guard, &id).await?;
     Ok(Json(versions.into_iter().map(VersionView::from).collect()))
 }
@@ -120,6 +120,6 @@ async fn version(
     caller: Caller,
     Path((id, version)): Path<(String, i64)>,
 ) -> Result<Json<VersionView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(service::version(&guard, &id, version).await?.into()))
 }

@@ -66,7 +66,9 @@ fn seen(guard: &Guard<'_>, assistant: Assistant, standing: Standing) -> Seen {
 pub(crate) async fn list(guard: &Guard<'_>) -> Result<Vec<Seen>, ApiError> {
     let mut out = Vec::new();
     for assistant in guard.state.store.assistants().await? {
-        let standing = guard.standing(owned(&assistant, &edit_action(&assistant)));
+        let standing = guard
+            .standing(owned(&assistant, &edit_action(&assistant)))
+            .await?;
         if standing.sees() {
             out.push(seen(guard, assistant, standing));
         }
@@ -92,7 +94,9 @@ pub(crate) async fn peek(guard: &Guard<'_>, id: &str) -> Result<Option<Seen>, Ap
     let Some(assistant) = load(guard.state, id).await? else {
         return Ok(None);
     };
-    let standing = guard.standing(owned(&assistant, &edit_action(&assistant)));
+    let standing = guard
+        .standing(owned(&assistant, &edit_action(&assistant)))
+        .await?;
     Ok(standing.sees().then(|| seen(guard, assistant, standing)))
 }
 
@@ -142,7 +146,9 @@ pub(crate) async fn create(
             json!({ "version": 1 }),
         )
         .await?;
-    let standing = guard.standing(owned(&assistant, &edit_action(&assistant)));
+    let standing = guard
+        .standing(owned(&assistant, &edit_action(&assistant)))
+        .await?;
     Ok(seen(guard, assistant, standing))
 }
 
@@ -177,7 +183,9 @@ pub(crate) async fn edit(
             json!({ "version": assistant.current_version }),
         )
         .await?;
-    let standing = guard.standing(owned(&assistant, &edit_action(&assistant)));
+    let standing = guard
+        .standing(owned(&assistant, &edit_action(&assistant)))
+        .await?;
     Ok(seen(guard, assistant, standing))
 }
 
@@ -213,6 +221,7 @@ async fn visible_to_editor(guard: &Guard<'_>, id: &str) -> Result<Assistant, Api
         .ok_or_else(|| guard.not_found())?;
     if guard
         .standing(owned(&assistant, &edit_action(&assistant)))
+        .await?
         .manages()
     {
         Ok(assistant)

@@ -114,7 +114,7 @@ pub(crate) async fn audit_list(
     caller: Caller,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let filters = AuditFilters {
         action: params.action,
         actor: params.actor,
@@ -204,7 +204,7 @@ async fn audit_export(
     caller: Caller,
     Query(params): Query<AuditExportParams>,
 ) -> Result<Response, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (format, content_type, extension) = match params.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => (ExportFormat::Jsonl, "application/x-ndjson", "jsonl"),
         "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
@@ -290,7 +290,7 @@ async fn audit_verify(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let status = service::verify(&guard).await?;
     Ok(Json(match status {
         ChainStatus::Intact { records, head } => AuditVerification {

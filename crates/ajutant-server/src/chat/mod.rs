@@ -127,7 +127,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ConversationPage>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (page, next_cursor) = service::list(&guard, params.cursor.as_deref(), params.limit).await?;
     Ok(Json(ConversationPage {
         conversations: page.into_iter().map(view).collect(),
@@ -152,7 +152,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<ConversationView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let conversation = service::start(&guard, &body.assistant_id, body.title.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(view(conversation))))
 }
@@ -175,7 +175,7 @@ pub(crate) async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (conversation, messages) = service::read(&guard, &id).await?;
     Ok(Json(ConversationDetail {
         conversation: view(conversation),
@@ -202,7 +202,7 @@ async fn rename(
     Path(id): Path<String>,
     Json(body): Json<RenameBody>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(view(service::rename(&guard, &id, &body.title).await?)))
 }
 
@@ -217,7 +217,7 @@ async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     service::delete(&guard, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -248,7 +248,7 @@ async fn export(
             "format must be json or markdown".to_owned(),
         ));
     }
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (conversation, messages) = service::read(&guard, &id).await?;
     let messages: Vec<MessageView> = messages.into_iter().map(message_view).collect();
     let (body, content_type, extension) = if format == "json" {

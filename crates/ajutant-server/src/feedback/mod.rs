@@ -115,7 +115,7 @@ async fn give(
     Path(id): Path<String>,
     Json(body): Json<FeedbackBody>,
 ) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let verdict = service::Verdict {
         helpful: body.helpful,
         time_saved_minutes: body.time_saved_minutes,
@@ -147,7 +147,7 @@ pub(crate) async fn mine(
         .store
         .feedback_of(&id, &caller.principal.id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no resource at {}", context.path)))?;
+        .ok_or_else(|| ApiError::no_resource(&context.path))?;
     let incident = state.store.incident_for_feedback(&feedback.id).await?;
     Ok(Json(view(feedback, incident.map(|i| i.id))))
 }
@@ -160,7 +160,7 @@ async fn owned(
     caller: &Caller,
     id: &str,
 ) -> Result<Assistant, ApiError> {
-    let guard = Guard::new(state, context, caller).await?;
+    let guard = Guard::new(state, context, caller);
     assistants::service::editable(&guard, id, &format!("assistant/{id}/feedback")).await
 }
 

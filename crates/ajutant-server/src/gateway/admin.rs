@@ -45,7 +45,7 @@ pub(crate) async fn list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<DeploymentView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let listed = deployments::list(&guard).await?;
     Ok(Json(
         listed
@@ -72,7 +72,7 @@ async fn put(
     Path(name): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let config = deployments::put(&guard, &name, body).await?;
     Ok(Json(DeploymentView {
         source: "api",
@@ -91,7 +91,7 @@ async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     deployments::delete(&guard, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

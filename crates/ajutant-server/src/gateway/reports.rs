@@ -88,7 +88,7 @@ pub(crate) async fn usage(
     caller: Caller,
     Query(params): Query<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (by, from, to, lines) = report(&guard, params).await?;
     Ok(Json(UsageReport {
         by: by.to_owned(),

@@ -67,7 +67,7 @@ async fn list_collections(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<CollectionView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let listed = service::list(&guard).await?;
     Ok(Json(listed.into_iter().map(seen_view).collect()))
 }
@@ -84,7 +84,7 @@ async fn create_collection(
     caller: Caller,
     Json(body): Json<CollectionBody>,
 ) -> Result<(StatusCode, Json<CollectionView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let created = service::create(&guard, body.into()).await?;
     Ok((StatusCode::CREATED, Json(view(created.collection, true))))
 }
@@ -99,7 +99,7 @@ async fn get_collection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CollectionView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(seen_view(service::get(&guard, &id).await?)))
 }
 
@@ -117,7 +117,7 @@ async fn update_collection(
     Path(id): Path<String>,
     Json(body): Json<CollectionBody>,
 ) -> Result<Json<CollectionView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let updated = service::update(&guard, &id, body.into()).await?;
     Ok(Json(view(updated.collection, true)))
 }
@@ -133,7 +133,7 @@ async fn delete_collection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     service::delete(&guard, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -151,7 +151,7 @@ async fn list_documents(
     Path(id): Path<String>,
     Query(params): Query<DocumentsParams>,
 ) -> Result<Json<Vec<DocumentView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let documents = service::documents(&guard, &id, params.after.as_deref(), params.limit).await?;
     Ok(Json(
         documents.into_iter().map(DocumentView::from).collect(),
@@ -170,7 +170,7 @@ async fn delete_document(
     caller: Caller,
     Path((id, document)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     service::delete_document(&guard, &id, &document).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -193,7 +193,7 @@ async fn upload(
     Path(id): Path<String>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     // Who may upload is decided before a byte of the body is read.
     let collection = service::managed(&guard, &id).await?;
     let upload = uploads::read(multipart, state.config.grounding.max_document_bytes).await?;
@@ -214,7 +214,7 @@ async fn sync_collection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let job = service::sync(&guard, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(job, Vec::new()))))
 }
@@ -230,7 +230,7 @@ async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (job, items) = service::job(&guard, &id).await?;
     Ok(Json(job_view(job, items)))
 }
@@ -249,7 +249,7 @@ async fn list_jobs(
     Path(id): Path<String>,
     Query(params): Query<JobsParams>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let jobs = service::jobs(&guard, &id, params.limit).await?;
     Ok(Json(
         jobs.into_iter()
@@ -273,7 +273,7 @@ async fn search(
     Path(id): Path<String>,
     Json(body): Json<SearchBody>,
 ) -> Result<Json<SearchResult>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let outcome = service::search(&guard, &id, &body.query, body.mode, body.limit).await?;
     Ok(Json(SearchResult {
         mode: outcome.mode,

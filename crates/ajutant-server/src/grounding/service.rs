@@ -7,7 +7,7 @@ use ajutant_core::audit::Outcome;
 use ajutant_core::audit_action::AuditAction;
 use ajutant_core::config::Capability;
 use ajutant_core::grounding::JobKind;
-use ajutant_core::id::{CollectionId, JobId};
+use ajutant_core::id::{CollectionId, DocumentId, JobId};
 use ajutant_core::policy::{AccessScope, Action, Owned, Standing};
 use ajutant_store::{Collection, CollectionSpec, Document, IngestionJob, ItemReport};
 use serde_json::json;
@@ -36,21 +36,40 @@ pub(crate) struct Settings {
 }
 
 /// Most documents one listing returns.
-pub(crate) const MAX_DOCUMENTS_PAGE: i64 = 10_000;
+const MAX_DOCUMENTS_PAGE: i64 = 10_000;
 
 fn resource(id: &str) -> String {
     format!("collection/{id}")
 }
 
-/// Decides with the policy's rule for owned resources: `scope` is the collection's readers.
-fn standing(guard: &Guard<'_>, collection: &Collection) -> Standing {
-    let scope = AccessScope::from_readers(&collection.readers);
-    let manage = Action::ManageCollection(collection.id.clone());
-    guard.standing(Owned {
-        owner_group: collection.owner_group.as_deref(),
-        scope: &scope,
-        manage: &manage,
-    })
+/// What the policy's rule for owned resources needs of a collection: its readers as the scope,
+/// and managing it as the action (`Owned` borrows both).
+struct Policy {
+    scope: AccessScope,
+    manage: Action,
+}
+
+impl Policy {
+    fn of(collection: &Collection) -> Self {
+        Self {
+            scope: AccessScope::from_readers(&collection.readers),
+            manage: Action::ManageCollection(collection.id.clone()),
+        }
+    }
+
+    fn owned<'a>(&'a self, collection: &'a Collection) -> Owned<'a> {
+        Owned {
+            owner_group: collection.owner_group.as_deref(),
+            scope: &self.scope,
+            manage: &self.manage,
+        }
+    }
+}
+
+async fn standing(guard: &Guard<'_>, collection: &Collection) -> Result<Standing, ApiError> {
+    guard
+        .standing(Policy::of(collection).owned(collection))
+        .await
 }
 
 async fn load(guard: &Guard<'_>, id: &str) -> Result<Collection, ApiError> {
@@ -69,7 +88,7 @@ async fn load(guard: &Guard<'_>, id: &str) -> Result<Collection, ApiError> {
 pub(crate) async fn list(guard: &Guard<'_>) -> Result<Vec<Seen>, ApiError> {
     let mut out = Vec::new();
     for collection in guard.state.store.collections().await? {
-        let standing = standing(guard, &collection);
+        let standing = standing(guard, &collection).await?;
         if standing.sees() {
             out.push(Seen {
                 collection,
@@ -83,7 +102,7 @@ pub(crate) async fn list(guard: &Guard<'_>) -> Result<Vec<Seen>, ApiError> {
 /// A collection the caller may read or manage.
 pub(crate) async fn get(guard: &Guard<'_>, id: &str) -> Result<Seen, ApiError> {
     let collection = load(guard, id).await?;
-    let standing = standing(guard, &collection);
+    let standing = standing(guard, &collection).await?;
     if !standing.sees() {
         return Err(guard.hidden(&resource(id)).await);
     }
@@ -96,15 +115,9 @@ pub(crate) async fn get(guard: &Guard<'_>, id: &str) -> Result<Seen, ApiError> {
 /// The collection, if the caller may manage it (audited either way); the 404 otherwise.
 pub(crate) async fn managed(guard: &Guard<'_>, id: &str) -> Result<Collection, ApiError> {
     let collection = load(guard, id).await?;
-    let scope = AccessScope::from_readers(&collection.readers);
-    let manage = Action::ManageCollection(collection.id.clone());
     guard
         .manage(
-            Owned {
-                owner_group: collection.owner_group.as_deref(),
-                scope: &scope,
-                manage: &manage,
-            },
+            Policy::of(&collection).owned(&collection),
             &resource(&collection.id),
         )
         .await?;
@@ -130,7 +143,7 @@ pub(crate) async fn create(guard: &Guard<'_>, settings: Settings) -> Result<Seen
             json!({ "name": collection.name, "readers": collection.readers }),
         )
         .await?;
-    let standing = standing(guard, &collection);
+    let standing = standing(guard, &collection).await?;
     Ok(Seen {
         collection,
         standing,
@@ -151,7 +164,7 @@ pub(crate) async fn update(
         .update_collection(&collection.id, &spec, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(|| guard.not_found())?;
-    let standing = standing(guard, &collection);
+    let standing = standing(guard, &collection).await?;
     Ok(Seen {
         collection,
         standing,
@@ -198,11 +211,12 @@ pub(crate) async fn delete_document(
     document: &str,
 ) -> Result<(), ApiError> {
     let collection = managed(guard, id).await?;
-    if !guard
-        .state
-        .store
-        .delete_document(&collection.id, document)
-        .await?
+    if DocumentId::parse(document).is_err()
+        || !guard
+            .state
+            .store
+            .delete_document(&collection.id, document)
+            .await?
     {
         return Err(guard.not_found());
     }
@@ -288,7 +302,8 @@ pub(crate) async fn job(
         .collection(&job.collection_id)
         .await?
         .ok_or_else(|| guard.not_found())?;
-    if !standing(guard, &collection).manages() && job.created_by != guard.caller.principal.id {
+    if !standing(guard, &collection).await?.manages() && job.created_by != guard.caller.principal.id
+    {
         return Err(guard.hidden(&format!("ingestion-job/{}", job.id)).await);
     }
     let items = store.job_items(&job.id).await?;

@@ -162,7 +162,7 @@ pub(crate) async fn role_bindings_list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<RoleBindingView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let all = admin::role_bindings(&guard).await?;
     Ok(Json(all.into_iter().map(RoleBindingView::from).collect()))
 }
@@ -178,7 +178,7 @@ async fn role_binding_create(
     caller: Caller,
     Json(body): Json<RoleBindingBody>,
 ) -> Result<(StatusCode, Json<RoleBindingView>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let grant = admin::Grant {
         role: body.role,
         group: body.group,
@@ -199,7 +199,7 @@ async fn role_binding_delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     admin::revoke_binding(&guard, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -269,7 +269,7 @@ pub(crate) async fn api_keys_list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let keys = admin::api_keys(&guard).await?;
     Ok(Json(keys.into_iter().map(ApiKeyView::from).collect()))
 }
@@ -286,7 +286,7 @@ async fn api_key_create(
     caller: Caller,
     Json(body): Json<ApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let request = admin::KeyRequest {
         name: body.name,
         groups: body.groups,
@@ -321,7 +321,7 @@ async fn api_key_revoke(
     Path(id): Path<String>,
     Query(params): Query<RevokeParams>,
 ) -> Result<StatusCode, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     admin::revoke_key(&guard, &id, params.reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

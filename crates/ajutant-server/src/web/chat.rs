@@ -106,7 +106,7 @@ async fn sidebar(
     cursor: Option<String>,
     current: Option<&str>,
 ) -> Result<Sidebar, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     let assistants = assistants::service::list(&guard)
         .await?
         .into_iter()
@@ -333,7 +333,7 @@ async fn conversation(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
     // Someone else's conversation is the API's 404 (and its audit record).
-    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
     let (conversation, stored) = chat::service::read(&guard, &id).await?;
     // An assistant since deleted or moved out of the viewer's reach leaves the conversation
     // readable; its id stands in for its name.

@@ -52,7 +52,7 @@ pub(super) async fn prepare(
             "content must be 1 to {MAX_QUESTION_CHARS} characters"
         )));
     }
-    let guard = Guard::new(state, context, caller).await?;
+    let guard = Guard::new(state, context, caller);
     let conversation = own(&guard, conversation_id).await?;
     let assistant = authorize_turn(&guard, &conversation).await?;
     let started = Instant::now();

@@ -157,7 +157,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<IncidentParams>,
 ) -> Result<Json<IncidentPage>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let filter = service::Filter {
         status: params.status.as_deref(),
         assistant: params.assistant.as_deref(),
@@ -199,7 +199,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(detail_view(service::get(&guard, &id).await?)))
 }
 
@@ -239,7 +239,7 @@ pub(crate) async fn change(
     Path(id): Path<String>,
     Json(body): Json<ChangeBody>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let asked = service::Change {
         status: body.status.as_deref(),
         assignee: body.assignee.as_ref().map(Option::as_deref),
@@ -265,7 +265,7 @@ pub(crate) async fn stream(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    service::follow(&Guard::new(&state, &context, &caller).await?).await?;
+    service::follow(&Guard::new(&state, &context, &caller)).await?;
     let events = state.bus.subscribe();
     let ready = sse("ready", &json!({ "trace_id": context.trace_id }));
     let body = futures::stream::once(async move { Ok::<_, Infallible>(ready) }).chain(

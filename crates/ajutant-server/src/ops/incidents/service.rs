@@ -54,9 +54,7 @@ fn incident_id(id: &str) -> Result<IncidentId, ApiError> {
 fn parse_status(status: &str) -> Result<IncidentStatus, ApiError> {
     status
         .parse()
-        .map_err(|e: ajutant_core::text_enum::UnknownValue| {
-            ApiError::BadRequest(format!("status must be one of {}", e.expected))
-        })
+        .map_err(|e| ApiError::not_one_of("status", &e))
 }
 
 fn check_text(what: &str, text: &str) -> Result<String, ApiError> {

@@ -83,7 +83,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Query<NotificationParams>,
 ) -> Result<Json<NotificationPage>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let (rows, next_cursor) = service::list(
         &guard,
         params.status.as_deref(),
@@ -109,6 +109,6 @@ pub(crate) async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<NotificationView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     Ok(Json(view(service::retry(&guard, &id).await?)))
 }

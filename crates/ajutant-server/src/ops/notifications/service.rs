@@ -26,7 +26,7 @@ pub(crate) async fn list(
     let status = status
         .map(|s| {
             s.parse::<DeliveryStatus>()
-                .map_err(|e| ApiError::BadRequest(format!("status must be one of {}", e.expected)))
+                .map_err(|e| ApiError::not_one_of("status", &e))
         })
         .transpose()?;
     let (before, limit) = paging::window(cursor, limit)?;

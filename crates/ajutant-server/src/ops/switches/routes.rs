@@ -112,7 +112,7 @@ pub(crate) async fn set(
     caller: Caller,
     Json(body): Json<SwitchBody>,
 ) -> Result<Json<SwitchView>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let flip = Flip {
         target: body.target.into(),
         id: body.id.as_deref().unwrap_or_default(),
@@ -131,7 +131,7 @@ pub(crate) async fn list(
     context: RequestContext,
     caller: Caller,
 ) -> Result<Json<SwitchList>, ApiError> {
-    let guard = Guard::new(&state, &context, &caller).await?;
+    let guard = Guard::new(&state, &context, &caller);
     let switches = service::list(&guard)
         .await?
         .into_iter()

@@ -207,7 +207,7 @@ async fn collection_choices(
     context: &RequestContext,
     viewer: &Viewer,
 ) -> Result<Vec<(String, String)>, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     let collections = crate::grounding::service::list(&guard).await?;
     Ok(collections
         .into_iter()
@@ -258,7 +258,7 @@ async fn list(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Assistants)?;
-    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
     let rows = service::list(&guard)
         .await?
         .into_iter()
@@ -286,7 +286,7 @@ async fn editable(
     viewer: &Viewer,
     id: &str,
 ) -> Result<AssistantView, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     let seen = service::get(&guard, id).await?;
     if seen.standing.manages() {
         Ok(api::view(seen))
@@ -302,7 +302,7 @@ async fn all_versions(
     viewer: &Viewer,
     id: &str,
 ) -> Result<Vec<VersionView>, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     let versions = service::versions(&guard, id).await?;
     Ok(versions.into_iter().map(VersionView::from).collect())
 }

@@ -76,7 +76,7 @@ async fn list(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Collections)?;
-    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
     // Readers search collections through assistants; the console is for those who manage them.
     let rows = service::list(&guard)
         .await?
@@ -267,7 +267,7 @@ async fn recent_jobs(
     viewer: &Viewer,
     collection: &str,
 ) -> Result<Vec<String>, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     let jobs = service::jobs(&guard, collection, Some(RECENT_JOBS)).await?;
     Ok(jobs.into_iter().map(|job| job.id).collect())
 }
@@ -279,7 +279,7 @@ async fn job(
     viewer: &Viewer,
     (collection, id): (&str, String),
 ) -> Result<Option<JobRow>, PageError> {
-    let guard = Guard::new(state, context, &viewer.caller).await?;
+    let guard = Guard::new(state, context, &viewer.caller);
     match service::job(&guard, &id).await {
         Ok((job, items)) if job.collection_id == collection => {
             Ok(Some(JobRow::from(job_view(job, items))))
@@ -298,7 +298,7 @@ async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Collections)?;
-    let guard = Guard::new(&state, &context, &viewer.caller).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
     let seen = service::get(&guard, &id).await?;
     let manages = seen.standing.manages();
     let collection = view(seen.collection, manages);
