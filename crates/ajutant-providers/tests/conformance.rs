@@ -1,13 +1,14 @@
-//! The conformance suite every adapter passes: one fake upstream on 127.0.0.1:0 that speaks each
-//! vendor's wire format (OpenAI, Azure OpenAI, OpenAI-compatible, Anthropic), and the same
-//! scenarios run against every adapter through `ajutant_core::model::ModelProvider`: a plain
-//! answer, the same answer streamed, a tool call both ways, embeddings, a rate limit with
-//! `Retry-After`, a stream cut short, garbage, and a stalled stream.
+//! The conformance suite every adapter passes: the shared fake vendor
+//! (`ajutant-fake-upstream`, the one the server's tests use), which speaks each vendor's wire
+//! format (OpenAI, Azure OpenAI, OpenAI-compatible, Anthropic), and the same scenarios run
+//! against every adapter through `ajutant_core::model::ModelProvider`: a plain answer, the same
+//! answer streamed, a tool call both ways, embeddings, a rate limit with `Retry-After`, a stream
+//! cut short, garbage, and a stalled stream. The fake plays a scenario by the model name a
+//! deployment sends.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ajutant_core::config::{Capability, Credential, DeploymentConfig, ProviderKind, Timeouts};
@@ -15,383 +16,42 @@ use ajutant_core::model::{
     ChatEvent, ChatMessage, ChatRequest, EmbeddingsRequest, FinishReason, MessageRole,
     ModelProvider, ProviderError, TimeoutKind, Tool, ToolChoice,
 };
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use ajutant_fake_upstream::{
+    ANSWER, CHAT_USAGE, EMBEDDING_TOKENS, FEDERATED_ASSERTION, FakeUpstream,
+    MANAGED_IDENTITY_TOKEN, RATE_LIMIT_MESSAGE, RETRY_AFTER_SECONDS, Seen, WORKLOAD_CLIENT_ID,
+    WORKLOAD_IDENTITY_TOKEN,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-const ANSWER: &str = "Hello there, general.";
 const API_KEY: &str = "sk-test-conformance";
 const KEY_FILE_PREFIX: &str = "ajutant-conformance-key";
 
-/// What the fake upstream does with the next requests; the test sets it per scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Play {
-    Answer,
-    ToolCall,
-    RateLimited,
-    CutShort,
-    Garbage,
-    Stall,
-}
-
-#[derive(Clone)]
-struct Fake {
-    play: Arc<Mutex<Play>>,
-    seen: Arc<Mutex<Vec<(String, HeaderMap, Value)>>>,
-    tokens_issued: Arc<Mutex<usize>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Vendor {
-    OpenAi,
-    Anthropic,
-}
-
-async fn start_fake() -> (SocketAddr, Fake) {
-    let fake = Fake {
-        play: Arc::new(Mutex::new(Play::Answer)),
-        seen: Arc::default(),
-        tokens_issued: Arc::default(),
-    };
-    let app = Router::new()
-        .route("/v1/chat/completions", post(openai_chat))
-        .route("/v1/embeddings", post(openai_embeddings))
-        .route(
-            "/openai/deployments/{deployment}/chat/completions",
-            post(openai_chat),
-        )
-        .route(
-            "/openai/deployments/{deployment}/embeddings",
-            post(openai_embeddings),
-        )
-        .route("/v1/messages", post(anthropic_messages))
-        .route(
-            "/metadata/identity/oauth2/token",
-            axum::routing::get(imds_token),
-        )
-        .route("/test-tenant/oauth2/v2.0/token", post(federated_token))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a test peer that ends with the test"
-    )]
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, fake)
-}
-
-fn record(fake: &Fake, uri: &axum::http::Uri, headers: &HeaderMap, body: &Value) -> Play {
-    fake.seen
-        .lock()
-        .unwrap()
-        .push((uri.to_string(), headers.clone(), body.clone()));
-    *fake.play.lock().unwrap()
-}
-
-fn sse(events: Vec<String>, stall: bool) -> Response {
-    let stream = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
-    let body = if stall {
-        let hang = futures::stream::once(async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok::<_, std::io::Error>(String::new())
-        });
-        Body::from_stream(stream.chain(hang))
-    } else {
-        Body::from_stream(stream)
-    };
-    ([("content-type", "text/event-stream")], body).into_response()
-}
-
-fn garbage() -> Response {
-    (
-        [("content-type", "application/json")],
-        "<html>502 upstream</html>",
-    )
-        .into_response()
-}
-
-fn rate_limited(vendor: Vendor) -> Response {
-    let body = match vendor {
-        Vendor::OpenAi => {
-            json!({ "error": { "message": "Rate limit reached", "type": "rate_limit" } })
-        }
-        Vendor::Anthropic => {
-            json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "Rate limit reached" } })
-        }
-    };
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [("retry-after", "3")],
-        axum::Json(body),
-    )
-        .into_response()
-}
-
-async fn openai_chat(
-    State(fake): State<Fake>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let play = record(&fake, &uri, &headers, &body);
-    let stream = body["stream"] == json!(true);
-    match play {
-        Play::RateLimited => return rate_limited(Vendor::OpenAi),
-        Play::Garbage => return garbage(),
-        _ => {}
-    }
-    let usage = json!({ "prompt_tokens": 11, "completion_tokens": 5 });
-    if !stream {
-        let message = if play == Play::ToolCall {
-            json!({ "role": "assistant", "content": null, "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": { "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}" } }] })
-        } else {
-            json!({ "role": "assistant", "content": ANSWER })
-        };
-        let finish = if play == Play::ToolCall {
-            "tool_calls"
-        } else {
-            "stop"
-        };
-        return axum::Json(json!({
-            "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-test",
-            "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
-            "usage": usage,
-        }))
-        .into_response();
-    }
-    let chunk = |delta: Value, finish: Value| {
-        format!(
-            "data: {}\n\n",
-            json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-test",
-                    "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
-        )
-    };
-    let mut events = vec![chunk(json!({ "role": "assistant" }), Value::Null)];
-    if play == Play::ToolCall {
-        events.push(chunk(
-            json!({ "tool_calls": [{ "index": 0, "id": "call_1", "type": "function",
-                     "function": { "name": "get_weather", "arguments": "" } }] }),
-            Value::Null,
-        ));
-        for piece in ["{\"ci", "ty\":\"Os", "lo\"}"] {
-            events.push(chunk(
-                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }),
-                Value::Null,
-            ));
-        }
-    } else {
-        for piece in ["Hello", " there,", " general."] {
-            events.push(chunk(json!({ "content": piece }), Value::Null));
-        }
-    }
-    if matches!(play, Play::CutShort | Play::Stall) {
-        return sse(events, play == Play::Stall);
-    }
-    let finish = if play == Play::ToolCall {
-        "tool_calls"
-    } else {
-        "stop"
-    };
-    events.push(chunk(json!({}), json!(finish)));
-    events.push(format!(
-        "data: {}\n\n",
-        json!({ "id": "chatcmpl-1", "model": "gpt-test", "choices": [], "usage": usage })
-    ));
-    events.push("data: [DONE]\n\n".to_owned());
-    sse(events, false)
-}
-
-async fn openai_embeddings(
-    State(fake): State<Fake>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let play = record(&fake, &uri, &headers, &body);
-    if play == Play::Garbage {
-        return garbage();
-    }
-    let inputs = body["input"].as_array().cloned().unwrap_or_default();
-    // Returned out of order: the adapter must sort by index.
-    let data: Vec<Value> = (0..inputs.len())
-        .rev()
-        .map(|i| json!({ "object": "embedding", "index": i, "embedding": [i as f32, 0.5, 1.0] }))
-        .collect();
-    axum::Json(
-        json!({ "object": "list", "data": data, "model": "embed-test",
-                       "usage": { "prompt_tokens": 7, "total_tokens": 7 } }),
-    )
-    .into_response()
-}
-
-/// The instance metadata service: a token for Azure OpenAI, asked for with `Metadata: true`.
-async fn imds_token(
-    State(fake): State<Fake>,
-    headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    if headers.get("metadata").map(|v| v.as_bytes()) != Some(b"true")
-        || query.get("resource").map(String::as_str) != Some("https://cognitiveservices.azure.com")
-    {
-        return StatusCode::BAD_REQUEST.into_response();
-    }
-    *fake.tokens_issued.lock().unwrap() += 1;
-    let expires = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    axum::Json(json!({ "access_token": "imds-token", "expires_on": expires.to_string() }))
-        .into_response()
-}
-
-/// Entra's token endpoint for workload identity: the federated token must come as the assertion.
-async fn federated_token(
-    State(fake): State<Fake>,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Response {
-    let ok = form.get("client_assertion").map(String::as_str) == Some("federated-jwt")
-        && form.get("scope").map(String::as_str)
-            == Some("https://cognitiveservices.azure.com/.default")
-        && form.get("client_id").map(String::as_str) == Some("wi-client");
-    if !ok {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    *fake.tokens_issued.lock().unwrap() += 1;
-    axum::Json(json!({ "access_token": "wi-token", "expires_in": 3600, "token_type": "Bearer" }))
-        .into_response()
-}
-
-async fn anthropic_messages(
-    State(fake): State<Fake>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let play = record(&fake, &uri, &headers, &body);
-    match play {
-        Play::RateLimited => return rate_limited(Vendor::Anthropic),
-        Play::Garbage => return garbage(),
-        _ => {}
-    }
-    let tool = play == Play::ToolCall;
-    if body["stream"] != json!(true) {
-        let content = if tool {
-            json!([{ "type": "tool_use", "id": "call_1", "name": "get_weather", "input": { "city": "Oslo" } }])
-        } else {
-            json!([{ "type": "text", "text": ANSWER }])
-        };
-        return axum::Json(json!({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-            "content": content, "stop_reason": if tool { "tool_use" } else { "end_turn" },
-            "usage": { "input_tokens": 11, "output_tokens": 5 },
-        }))
-        .into_response();
-    }
-    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut events = vec![event(
-        "message_start",
-        json!({ "type": "message_start", "message": { "id": "msg_1", "type": "message",
-            "role": "assistant", "model": "claude-test", "content": [],
-            "usage": { "input_tokens": 11, "output_tokens": 1 } } }),
-    )];
-    if tool {
-        events.push(event(
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": 0, "content_block":
-                { "type": "tool_use", "id": "call_1", "name": "get_weather", "input": {} } }),
-        ));
-        for piece in ["{\"ci", "ty\":\"Os", "lo\"}"] {
-            events.push(event(
-                "content_block_delta",
-                json!({ "type": "content_block_delta", "index": 0,
-                        "delta": { "type": "input_json_delta", "partial_json": piece } }),
-            ));
-        }
-    } else {
-        events.push(event(
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": 0,
-                    "content_block": { "type": "text", "text": "" } }),
-        ));
-        events.push(event("ping", json!({ "type": "ping" })));
-        for piece in ["Hello", " there,", " general."] {
-            events.push(event(
-                "content_block_delta",
-                json!({ "type": "content_block_delta", "index": 0,
-                        "delta": { "type": "text_delta", "text": piece } }),
-            ));
-        }
-    }
-    if matches!(play, Play::CutShort | Play::Stall) {
-        return sse(events, play == Play::Stall);
-    }
-    events.push(event(
-        "content_block_stop",
-        json!({ "type": "content_block_stop", "index": 0 }),
-    ));
-    events.push(event(
-        "message_delta",
-        json!({ "type": "message_delta",
-                "delta": { "stop_reason": if tool { "tool_use" } else { "end_turn" } },
-                "usage": { "output_tokens": 5 } }),
-    ));
-    events.push(event("message_stop", json!({ "type": "message_stop" })));
-    sse(events, false)
-}
-
+/// One adapter against its own fake vendor.
 struct Subject {
-    provider: Arc<dyn ModelProvider>,
-    fake: Fake,
+    fake: FakeUpstream,
     kind: ProviderKind,
+    key_file: std::path::PathBuf,
 }
 
 async fn subject(kind: ProviderKind) -> Subject {
-    let (address, fake) = start_fake().await;
-    let endpoint = match kind {
-        ProviderKind::AzureOpenAi | ProviderKind::Anthropic => format!("http://{address}"),
-        _ => format!("http://{address}/v1"),
-    };
-    let deployment = DeploymentConfig {
-        name: "test".to_owned(),
-        provider: kind,
-        endpoint: Some(endpoint.parse().unwrap()),
-        model: "upstream-model".to_owned(),
-        api_version: Some("2024-10-21".to_owned()),
-        capabilities: vec![Capability::Chat, Capability::Embeddings],
-        credential: Credential::ApiKeyFile {
-            path: key_file(address.port()),
-        },
-        timeouts: Timeouts {
-            idle_ms: 300,
-            ..Timeouts::default()
-        },
-        retries: 0,
-        fallbacks: Vec::new(),
-        price_input_per_1k: 0.0,
-        price_output_per_1k: 0.0,
-        groups: Vec::new(),
-        enabled: true,
-        audit_content: false,
-    };
-    let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
+    let fake = FakeUpstream::start().await;
+    let key_file = key_file(&fake);
     Subject {
-        provider: ajutant_providers::provider_for(&deployment, http).unwrap(),
         fake,
         kind,
+        key_file,
     }
 }
 
 /// The API key in a file, as a mounted secret would be; one file per test (tests run at once).
-fn key_file(unique: u16) -> std::path::PathBuf {
+fn key_file(fake: &FakeUpstream) -> std::path::PathBuf {
+    let unique = fake
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let path =
         std::env::temp_dir().join(format!("{KEY_FILE_PREFIX}-{}-{unique}", std::process::id()));
     std::fs::write(&path, format!("{API_KEY}\n")).unwrap();
@@ -399,18 +59,47 @@ fn key_file(unique: u16) -> std::path::PathBuf {
 }
 
 impl Subject {
-    fn play(&self, play: Play) {
-        *self.fake.play.lock().unwrap() = play;
+    /// The adapter for a deployment of `model`: the name tells the fake which scenario to play.
+    fn provider(&self, model: &str) -> Arc<dyn ModelProvider> {
+        let endpoint = match self.kind {
+            ProviderKind::AzureOpenAi | ProviderKind::Anthropic => self.fake.base_url(),
+            _ => self.fake.endpoint(),
+        };
+        let deployment = DeploymentConfig {
+            name: "test".to_owned(),
+            provider: self.kind,
+            endpoint: Some(endpoint.parse().unwrap()),
+            model: model.to_owned(),
+            api_version: Some("2024-10-21".to_owned()),
+            capabilities: vec![Capability::Chat, Capability::Embeddings],
+            credential: Credential::ApiKeyFile {
+                path: self.key_file.clone(),
+            },
+            timeouts: Timeouts {
+                idle_ms: 300,
+                ..Timeouts::default()
+            },
+            retries: 0,
+            fallbacks: Vec::new(),
+            price_input_per_1k: 0.0,
+            price_output_per_1k: 0.0,
+            groups: Vec::new(),
+            enabled: true,
+            audit_content: false,
+        };
+        let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
+        ajutant_providers::provider_for(&deployment, http).unwrap()
     }
 
-    fn last_seen(&self) -> (String, HeaderMap, Value) {
-        self.fake.seen.lock().unwrap().last().cloned().unwrap()
+    fn last_seen(&self) -> Seen {
+        self.fake.last_request().unwrap()
     }
 }
 
-fn question(tools: bool) -> ChatRequest {
+/// A question for a deployment of `model`, offering the weather tool when `tools`.
+fn question(model: &str, tools: bool) -> ChatRequest {
     ChatRequest {
-        model: "upstream-model".to_owned(),
+        model: model.to_owned(),
         messages: vec![
             ChatMessage::text(MessageRole::System, "Be brief."),
             ChatMessage::text(MessageRole::User, "Greet me."),
@@ -442,21 +131,22 @@ async fn collect(
 
 async fn conformance(kind: ProviderKind) {
     let s = subject(kind).await;
+    let (input_tokens, output_tokens) = CHAT_USAGE;
 
     // A plain answer.
-    let answer = s.provider.chat(&question(false)).await.unwrap();
+    let ok = s.provider("ok");
+    let answer = ok.chat(&question("ok", false)).await.unwrap();
     assert_eq!(answer.content.as_deref(), Some(ANSWER));
     assert_eq!(answer.finish_reason, FinishReason::Stop);
     assert_eq!(
         (answer.usage.input_tokens, answer.usage.output_tokens),
-        (11, 5)
+        (input_tokens, output_tokens)
     );
-    let (uri, headers, body) = s.last_seen();
+    let Seen { uri, headers, body } = s.last_seen();
     match kind {
         ProviderKind::AzureOpenAi => {
             assert!(
-                uri.contains("/openai/deployments/upstream-model/")
-                    && uri.contains("api-version=2024-10-21"),
+                uri.contains("/openai/deployments/ok/") && uri.contains("api-version=2024-10-21"),
                 "{uri}"
             );
             assert_eq!(headers["api-key"], API_KEY);
@@ -469,12 +159,12 @@ async fn conformance(kind: ProviderKind) {
         }
         _ => {
             assert_eq!(headers["authorization"], format!("Bearer {API_KEY}"));
-            assert_eq!(body["model"], "upstream-model");
+            assert_eq!(body["model"], "ok");
         }
     }
 
     // The same answer streamed.
-    let events = collect(&s.provider, &question(false)).await;
+    let events = collect(&ok, &question("ok", false)).await;
     let events: Vec<ChatEvent> = events.into_iter().map(Result::unwrap).collect();
     assert!(
         matches!(events.first(), Some(ChatEvent::Start { .. })),
@@ -494,20 +184,19 @@ async fn conformance(kind: ProviderKind) {
     );
     assert!(
         events.iter().any(
-            |e| matches!(e, ChatEvent::Usage(u) if u.input_tokens == 11 && u.output_tokens == 5)
+            |e| matches!(e, ChatEvent::Usage(u) if u.input_tokens == input_tokens && u.output_tokens == output_tokens)
         ),
         "{events:?}"
     );
 
     // A tool call, whole and streamed.
-    s.play(Play::ToolCall);
-    let call = s.provider.chat(&question(true)).await.unwrap();
+    let call = ok.chat(&question("ok", true)).await.unwrap();
     assert_eq!(call.finish_reason, FinishReason::ToolCalls);
     assert_eq!(call.tool_calls.len(), 1);
     assert_eq!(call.tool_calls[0].name, "get_weather");
     let arguments: Value = serde_json::from_str(&call.tool_calls[0].arguments).unwrap();
     assert_eq!(arguments, json!({ "city": "Oslo" }));
-    let events: Vec<ChatEvent> = collect(&s.provider, &question(true))
+    let events: Vec<ChatEvent> = collect(&ok, &question("ok", true))
         .await
         .into_iter()
         .map(Result::unwrap)
@@ -527,27 +216,35 @@ async fn conformance(kind: ProviderKind) {
     assert!(events.contains(&ChatEvent::Finish(FinishReason::ToolCalls)));
 
     // A rate limit, with the upstream's Retry-After.
-    s.play(Play::RateLimited);
-    let error = s.provider.chat(&question(false)).await.unwrap_err();
+    let error = s
+        .provider("limited")
+        .chat(&question("limited", false))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, ProviderError::Status { status: 429, .. }),
         "{error:?}"
     );
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        error.retry_after(),
+        Some(Duration::from_secs(RETRY_AFTER_SECONDS))
+    );
     assert!(error.is_retryable());
-    assert!(error.to_string().contains("Rate limit reached"), "{error}");
+    assert!(error.to_string().contains(RATE_LIMIT_MESSAGE), "{error}");
 
     // A stream cut short ends with an error, not a silent finish.
-    s.play(Play::CutShort);
-    let events = collect(&s.provider, &question(false)).await;
+    let events = collect(
+        &s.provider("broken-stream"),
+        &question("broken-stream", false),
+    )
+    .await;
     assert!(
         matches!(events.last(), Some(Err(ProviderError::Truncated))),
         "{events:?}"
     );
 
     // A stalled stream hits the idle timeout.
-    s.play(Play::Stall);
-    let events = collect(&s.provider, &question(false)).await;
+    let events = collect(&s.provider("stalled"), &question("stalled", false)).await;
     assert!(
         matches!(
             events.last(),
@@ -557,16 +254,17 @@ async fn conformance(kind: ProviderKind) {
     );
 
     // Garbage is malformed, never a panic.
-    s.play(Play::Garbage);
-    let error = s.provider.chat(&question(false)).await.unwrap_err();
+    let error = s
+        .provider("garbage")
+        .chat(&question("garbage", false))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ProviderError::Malformed(_)), "{error:?}");
 
     // Embeddings, where the vendor has them.
-    s.play(Play::Answer);
-    let embeddings = s
-        .provider
+    let embeddings = ok
         .embed(&EmbeddingsRequest {
-            model: "upstream-model".to_owned(),
+            model: "ok".to_owned(),
             input: vec!["a".to_owned(), "b".to_owned(), "c".to_owned()],
             dimensions: None,
         })
@@ -580,9 +278,9 @@ async fn conformance(kind: ProviderKind) {
         }
         _ => {
             let embeddings = embeddings.unwrap();
-            let firsts: Vec<f32> = embeddings.vectors.iter().map(|v| v[0]).collect();
-            assert_eq!(firsts, [0.0, 1.0, 2.0], "in input order");
-            assert_eq!(embeddings.usage.input_tokens, 7);
+            let seconds: Vec<f32> = embeddings.vectors.iter().map(|v| v[1]).collect();
+            assert_eq!(seconds, [0.0, 1.0, 2.0], "in input order");
+            assert_eq!(embeddings.usage.input_tokens, EMBEDDING_TOKENS);
         }
     }
 }
@@ -634,7 +332,7 @@ async fn offline_conforms() {
         ajutant_providers::http_client(Duration::from_secs(1)).unwrap(),
     )
     .unwrap();
-    let mut request = question(false);
+    let mut request = question("offline", false);
     request.grounding = vec![ajutant_core::model::Passage {
         citation: "1".to_owned(),
         title: "Greetings guide".to_owned(),
@@ -657,7 +355,7 @@ async fn offline_conforms() {
     assert!(streamed.contains("Greet people by name. [1]"), "{streamed}");
     assert!(whole.usage.input_tokens > 0 && whole.usage.output_tokens > 0);
     assert_eq!(events.last(), Some(&ChatEvent::Usage(whole.usage)));
-    let tools = provider.chat(&question(true)).await.unwrap_err();
+    let tools = provider.chat(&question("offline", true)).await.unwrap_err();
     assert!(matches!(tools, ProviderError::Unsupported(_)));
     let vectors = provider
         .embed(&EmbeddingsRequest {
@@ -674,37 +372,38 @@ async fn offline_conforms() {
 /// fetched once and reused.
 #[tokio::test]
 async fn azure_openai_takes_entra_tokens_from_managed_and_workload_identity() {
-    let (address, fake) = start_fake().await;
+    let fake = FakeUpstream::start().await;
+    let base = fake.base_url();
     let token_file = std::env::temp_dir().join(format!("ajutant-federated-{}", std::process::id()));
-    std::fs::write(&token_file, "federated-jwt\n").unwrap();
+    std::fs::write(&token_file, format!("{FEDERATED_ASSERTION}\n")).unwrap();
     let credentials = [
         (
             Credential::AzureManagedIdentity {
                 client_id: None,
                 endpoint: Some(
-                    format!("http://{address}/metadata/identity/oauth2/token")
+                    format!("{base}/metadata/identity/oauth2/token")
                         .parse()
                         .unwrap(),
                 ),
             },
-            "Bearer imds-token",
+            MANAGED_IDENTITY_TOKEN,
         ),
         (
             Credential::AzureWorkloadIdentity {
                 tenant_id: Some("test-tenant".to_owned()),
-                client_id: Some("wi-client".to_owned()),
+                client_id: Some(WORKLOAD_CLIENT_ID.to_owned()),
                 token_file: Some(token_file.clone()),
-                authority_host: Some(format!("http://{address}/").parse().unwrap()),
+                authority_host: Some(format!("{base}/").parse().unwrap()),
             },
-            "Bearer wi-token",
+            WORKLOAD_IDENTITY_TOKEN,
         ),
     ];
-    for (credential, expected) in credentials {
-        *fake.tokens_issued.lock().unwrap() = 0;
+    for (credential, token) in credentials {
+        let issued_before = fake.tokens_issued();
         let deployment = DeploymentConfig {
             provider: ProviderKind::AzureOpenAi,
-            endpoint: Some(format!("http://{address}").parse().unwrap()),
-            model: "upstream-model".to_owned(),
+            endpoint: Some(base.parse().unwrap()),
+            model: "ok".to_owned(),
             api_version: Some("2024-10-21".to_owned()),
             credential,
             ..DeploymentConfig::offline()
@@ -712,14 +411,14 @@ async fn azure_openai_takes_entra_tokens_from_managed_and_workload_identity() {
         let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
         let provider = ajutant_providers::provider_for(&deployment, http).unwrap();
         for _ in 0..2 {
-            let answer = provider.chat(&question(false)).await.unwrap();
+            let answer = provider.chat(&question("ok", false)).await.unwrap();
             assert_eq!(answer.content.as_deref(), Some(ANSWER));
-            let (_, headers, _) = fake.seen.lock().unwrap().last().cloned().unwrap();
-            assert_eq!(headers["authorization"], expected);
+            let headers = fake.last_request().unwrap().headers;
+            assert_eq!(headers["authorization"], format!("Bearer {token}"));
             assert!(headers.get("api-key").is_none());
         }
         assert_eq!(
-            *fake.tokens_issued.lock().unwrap(),
+            fake.tokens_issued() - issued_before,
             1,
             "the token is reused"
         );

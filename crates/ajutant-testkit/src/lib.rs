@@ -1,10 +1,11 @@
 //! Test support for the tests that start the whole app: [`TestApp`], the real server on port 0
 //! against a fresh database (from `ajutant-testdb`, re-exported here with `both_databases!`),
 //! signing in as the demo's people, and fake peers (identity provider, model upstream, webhook
-//! receiver).
+//! receiver). The model upstream lives in `ajutant-fake-upstream`, server-free, so the
+//! providers' conformance suite plays against the same fake.
 
 pub mod fake_idp;
-pub mod fake_upstream;
+pub use ajutant_fake_upstream as fake_upstream;
 pub mod fake_webhook;
 pub mod identity;
 pub mod sse;
