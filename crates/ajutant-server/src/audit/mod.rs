@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-mod service;
+pub(crate) mod service;
 
 use crate::AppState;
 use crate::access::Guard;

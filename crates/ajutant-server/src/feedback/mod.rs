@@ -7,8 +7,7 @@
 pub(crate) mod analytics;
 mod service;
 
-use ajutant_core::feedback::Category;
-use ajutant_store::{Assistant, Feedback, FeedbackFilter};
+use ajutant_store::Feedback;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,14 +20,9 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::access::Guard;
-use crate::assistants;
-use crate::gateway::reports::day;
 use crate::identity::Caller;
-use crate::paging;
 use crate::problem::{ApiError, Problem};
 use crate::request::RequestContext;
-
-const MAX_ANALYTICS_DAYS: i64 = 366;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -143,25 +137,9 @@ pub(crate) async fn mine(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<FeedbackView>, ApiError> {
-    let feedback = state
-        .store
-        .feedback_of(&id, &caller.principal.id)
-        .await?
-        .ok_or_else(|| ApiError::no_resource(&context.path))?;
-    let incident = state.store.incident_for_feedback(&feedback.id).await?;
-    Ok(Json(view(feedback, incident.map(|i| i.id))))
-}
-
-/// The assistant, if the caller owns it (owner group, an `assistant_owner` binding) or is a
-/// platform admin; anyone else gets 404, audited.
-async fn owned(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
-    id: &str,
-) -> Result<Assistant, ApiError> {
-    let guard = Guard::new(state, context, caller);
-    assistants::service::editable(&guard, id, &format!("assistant/{id}/feedback")).await
+    let guard = Guard::new(&state, &context, &caller);
+    let (feedback, incident_id) = service::mine(&guard, &id).await?;
+    Ok(Json(view(feedback, incident_id)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -231,67 +209,53 @@ pub(crate) async fn inbox(
     Path(id): Path<String>,
     Query(params): Query<InboxParams>,
 ) -> Result<Json<InboxPage>, ApiError> {
-    owned(&state, &context, &caller, &id).await?;
-    if let Some(code) = params.category.as_deref()
-        && Category::parse(code).is_none()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "unknown category {code:?}; use one of {}",
-            Category::codes()
-        )));
-    }
-    let since = params
-        .from
-        .clone()
-        .map(|from| day("from", Some(from), OffsetDateTime::UNIX_EPOCH.date()))
-        .transpose()?
-        .map(|d| d.midnight().assume_utc());
-    let until = params
-        .to
-        .clone()
-        .map(|to| day("to", Some(to), OffsetDateTime::UNIX_EPOCH.date()))
-        .transpose()?
-        .map(|d| d.midnight().assume_utc() + time::Duration::days(1));
-    let (before, limit) = paging::window(params.cursor.as_deref(), params.limit)?;
-    let filter = FeedbackFilter {
+    let guard = Guard::new(&state, &context, &caller);
+    Ok(Json(inbox_page(&guard, &id, &params).await?))
+}
+
+/// A page of the assistant's inbox, as the API and the console show it.
+pub(crate) async fn inbox_page(
+    guard: &Guard<'_>,
+    id: &str,
+    params: &InboxParams,
+) -> Result<InboxPage, ApiError> {
+    let filter = service::InboxFilter {
         helpful: params.helpful,
-        category: params.category,
+        category: params.category.as_deref(),
         serious: params.serious,
         escalated: params.escalated,
         version: params.version,
-        since,
-        until,
+        from: params.from.as_deref(),
+        to: params.to.as_deref(),
+        cursor: params.cursor.as_deref(),
+        limit: params.limit,
     };
-    let rows = state
-        .store
-        .assistant_feedback(&id, &filter, before, limit + 1)
-        .await?;
-    let (rows, next_cursor) =
-        paging::page(rows, limit, |f: &Feedback| (f.created_at, f.id.as_str()));
-    Ok(Json(InboxPage {
-        items: rows
-            .into_iter()
-            .map(|f| InboxItem {
-                categories: f.category_list(),
-                citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
-                id: f.id,
-                message_id: f.message_id,
-                assistant_version: f.assistant_version,
-                deployment: f.deployment,
-                trace_id: f.trace_id,
-                question: f.question,
-                answer: f.answer,
-                helpful: f.helpful,
-                time_saved_minutes: f.time_saved_minutes,
-                comment: f.comment,
-                serious: f.serious,
-                escalated: f.escalated,
-                created_at: f.created_at,
-                updated_at: f.updated_at,
-            })
-            .collect(),
+    let (rows, next_cursor) = service::inbox(guard, id, filter).await?;
+    Ok(InboxPage {
+        items: rows.into_iter().map(inbox_item).collect(),
         next_cursor,
-    }))
+    })
+}
+
+fn inbox_item(f: Feedback) -> InboxItem {
+    InboxItem {
+        categories: f.category_list(),
+        citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
+        id: f.id,
+        message_id: f.message_id,
+        assistant_version: f.assistant_version,
+        deployment: f.deployment,
+        trace_id: f.trace_id,
+        question: f.question,
+        answer: f.answer,
+        helpful: f.helpful,
+        time_saved_minutes: f.time_saved_minutes,
+        comment: f.comment,
+        serious: f.serious,
+        escalated: f.escalated,
+        created_at: f.created_at,
+        updated_at: f.updated_at,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -329,37 +293,27 @@ pub(crate) async fn figures(
     Path(id): Path<String>,
     Query(params): Query<AnalyticsParams>,
 ) -> Result<Json<Analytics>, ApiError> {
-    owned(&state, &context, &caller, &id).await?;
-    let bucket = match params.bucket.as_deref().unwrap_or("day") {
-        "day" => analytics::Bucket::Day,
-        "week" => analytics::Bucket::Week,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "bucket must be day or week".to_owned(),
-            ));
-        }
+    let guard = Guard::new(&state, &context, &caller);
+    Ok(Json(analytics_view(&guard, id, &params).await?))
+}
+
+/// The assistant's figures, as the API and the console show them.
+pub(crate) async fn analytics_view(
+    guard: &Guard<'_>,
+    id: String,
+    params: &AnalyticsParams,
+) -> Result<Analytics, ApiError> {
+    let period = service::Period {
+        from: params.from.as_deref(),
+        to: params.to.as_deref(),
+        bucket: params.bucket.as_deref(),
     };
-    let today = OffsetDateTime::now_utc().date();
-    let to = day("to", params.to, today)?;
-    let from = day("from", params.from, to - time::Duration::days(30))?;
-    if from > to || (to - from).whole_days() > MAX_ANALYTICS_DAYS {
-        return Err(ApiError::BadRequest(format!(
-            "from must not be after to, and the figures cover at most {MAX_ANALYTICS_DAYS} days"
-        )));
-    }
-    let facts = state
-        .store
-        .feedback_facts(
-            &id,
-            from.midnight().assume_utc(),
-            to.midnight().assume_utc() + time::Duration::days(1),
-        )
-        .await?;
-    Ok(Json(Analytics {
+    let figures = service::figures(guard, &id, period).await?;
+    Ok(Analytics {
         assistant_id: id,
-        from: from.to_string(),
-        to: to.to_string(),
-        bucket: params.bucket.unwrap_or_else(|| "day".to_owned()),
-        breakdown: analytics::compute(&facts, bucket),
-    }))
+        from: figures.from.to_string(),
+        to: figures.to.to_string(),
+        bucket: figures.bucket.to_owned(),
+        breakdown: figures.breakdown,
+    })
 }

@@ -7,19 +7,26 @@ use ajutant_core::audit::{AuditAction, Outcome};
 use ajutant_core::chat::MessageRole;
 use ajutant_core::feedback::Category;
 use ajutant_core::id::MessageId;
-use ajutant_store::{Assistant, Escalation, Feedback, Message, NewFeedback, NewNotification};
+use ajutant_store::{
+    Assistant, Escalation, Feedback, FeedbackFilter, Message, NewFeedback, NewNotification,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::access::Guard;
 use crate::assistants;
+use crate::feedback::analytics;
+use crate::gateway::reports::day;
 use crate::notify::format::EscalationNotice;
+use crate::paging;
 use crate::problem::ApiError;
 
 const MAX_COMMENT_CHARS: usize = 4000;
 /// A day; more than that saved by one answer is a typo.
 const MAX_MINUTES_SAVED: i64 = 1440;
+/// The longest period the figures cover, in days.
+const MAX_ANALYTICS_DAYS: i64 = 366;
 
 /// A user's verdict on an answer, as given.
 pub(crate) struct Verdict<'a> {
@@ -260,4 +267,156 @@ fn escalation(
         incident_id,
         notifications,
     })
+}
+
+/// The caller's own feedback on the answer `message_id`, with the incident it opened if any.
+/// Anyone else's answer, or one without feedback, is the same 404.
+pub(crate) async fn mine(
+    guard: &Guard<'_>,
+    message_id: &str,
+) -> Result<(Feedback, Option<String>), ApiError> {
+    if MessageId::parse(message_id).is_err() {
+        return Err(guard.not_found());
+    }
+    let store = &guard.state.store;
+    let feedback = store
+        .feedback_of(message_id, &guard.caller.principal.id)
+        .await?
+        .ok_or_else(|| guard.not_found())?;
+    let incident = store.incident_for_feedback(&feedback.id).await?;
+    Ok((feedback, incident.map(|i| i.id)))
+}
+
+/// Which of an assistant's feedback an inbox page shows; dates are `YYYY-MM-DD` (UTC), `to`
+/// inclusive.
+pub(crate) struct InboxFilter<'a> {
+    pub helpful: Option<bool>,
+    pub category: Option<&'a str>,
+    pub serious: Option<bool>,
+    pub escalated: Option<bool>,
+    pub version: Option<i64>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+    pub limit: Option<i64>,
+}
+
+/// A page of the assistant's feedback, newest first, and the cursor of the next. For its
+/// owners and platform admins; anyone else gets the 404, recorded.
+pub(crate) async fn inbox(
+    guard: &Guard<'_>,
+    assistant_id: &str,
+    filter: InboxFilter<'_>,
+) -> Result<(Vec<Feedback>, Option<String>), ApiError> {
+    owned(guard, assistant_id).await?;
+    if let Some(code) = filter.category
+        && Category::parse(code).is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown category {code:?}; use one of {}",
+            Category::codes()
+        )));
+    }
+    let epoch = OffsetDateTime::UNIX_EPOCH.date();
+    let since = filter
+        .from
+        .map(|from| day("from", Some(from.to_owned()), epoch))
+        .transpose()?
+        .map(|d| d.midnight().assume_utc());
+    let until = filter
+        .to
+        .map(|to| day("to", Some(to.to_owned()), epoch))
+        .transpose()?
+        .map(|d| d.midnight().assume_utc() + time::Duration::days(1));
+    let (before, limit) = paging::window(filter.cursor, filter.limit)?;
+    let wanted = FeedbackFilter {
+        helpful: filter.helpful,
+        category: filter.category.map(str::to_owned),
+        serious: filter.serious,
+        escalated: filter.escalated,
+        version: filter.version,
+        since,
+        until,
+    };
+    let rows = guard
+        .state
+        .store
+        .assistant_feedback(assistant_id, &wanted, before, limit + 1)
+        .await?;
+    Ok(paging::page(rows, limit, |f: &Feedback| {
+        (f.created_at, f.id.as_str())
+    }))
+}
+
+/// The days an assistant's figures cover: `YYYY-MM-DD` (UTC), `to` inclusive and today by
+/// default, `from` 30 days before `to` by default; `bucket` is `day` (default) or `week`.
+pub(crate) struct Period<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub bucket: Option<&'a str>,
+}
+
+/// An assistant's feedback figures over a period.
+pub(crate) struct Figures {
+    pub from: time::Date,
+    pub to: time::Date,
+    pub bucket: &'static str,
+    pub breakdown: analytics::Breakdown,
+}
+
+/// The assistant's feedback figures: helpful rate, time saved, counts per category, by version
+/// and over time. For its owners and platform admins; anyone else gets the 404, recorded.
+pub(crate) async fn figures(
+    guard: &Guard<'_>,
+    assistant_id: &str,
+    period: Period<'_>,
+) -> Result<Figures, ApiError> {
+    owned(guard, assistant_id).await?;
+    let (bucket, bucket_name) = match period.bucket.unwrap_or("day") {
+        "day" => (analytics::Bucket::Day, "day"),
+        "week" => (analytics::Bucket::Week, "week"),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "bucket must be day or week".to_owned(),
+            ));
+        }
+    };
+    let today = OffsetDateTime::now_utc().date();
+    let to = day("to", period.to.map(str::to_owned), today)?;
+    let from = day(
+        "from",
+        period.from.map(str::to_owned),
+        to - time::Duration::days(30),
+    )?;
+    if from > to || (to - from).whole_days() > MAX_ANALYTICS_DAYS {
+        return Err(ApiError::BadRequest(format!(
+            "from must not be after to, and the figures cover at most {MAX_ANALYTICS_DAYS} days"
+        )));
+    }
+    let facts = guard
+        .state
+        .store
+        .feedback_facts(
+            assistant_id,
+            from.midnight().assume_utc(),
+            to.midnight().assume_utc() + time::Duration::days(1),
+        )
+        .await?;
+    Ok(Figures {
+        from,
+        to,
+        bucket: bucket_name,
+        breakdown: analytics::compute(&facts, bucket),
+    })
+}
+
+/// The assistant, if the caller owns it (owner group, an `assistant_owner` binding) or is a
+/// platform admin; anyone else gets the 404, recorded.
+async fn owned(guard: &Guard<'_>, assistant_id: &str) -> Result<Assistant, ApiError> {
+    assistants::service::editable(
+        guard,
+        assistant_id,
+        &format!("assistant/{assistant_id}/feedback"),
+    )
+    .await
 }

@@ -95,13 +95,11 @@ pub(crate) async fn models(
     caller: Result<Caller, ApiError>,
 ) -> Result<Json<Value>, OpenAiError> {
     let caller = caller_or_error(caller)?;
-    let gateway = &state.gateway;
-    let data: Vec<Value> = gateway
-        .deployments
-        .current()
-        .in_order()
-        .filter(|d| d.permits(&caller.principal))
-        .map(|d| json!({ "id": d.config.name, "object": "model", "created": 0, "owned_by": "ajutant" }))
+    let data: Vec<Value> = state
+        .gateway
+        .callable_by(&caller.principal)
+        .into_iter()
+        .map(|name| json!({ "id": name, "object": "model", "created": 0, "owned_by": "ajutant" }))
         .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }

@@ -9,7 +9,7 @@
 
 pub(crate) mod admin;
 mod admission;
-mod deployments;
+pub(crate) mod deployments;
 mod handlers;
 mod limits;
 mod metering;
@@ -31,7 +31,7 @@ use ajutant_store::UsageLog;
 use limits::Limiter;
 use resilience::Breaker;
 
-pub(crate) use handlers::{models, router};
+pub(crate) use handlers::router;
 pub(crate) use metering::CallMeter;
 
 #[derive(Debug, thiserror::Error)]

@@ -28,17 +28,17 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct UsageParams {
     /// `principal`, `group`, `deployment` (default) or `day`.
-    by: Option<String>,
+    pub by: Option<String>,
     /// First day, `YYYY-MM-DD` (UTC); default: 30 days ago.
-    from: Option<String>,
+    pub from: Option<String>,
     /// Last day, inclusive; default: today.
-    to: Option<String>,
+    pub to: Option<String>,
     /// Only this principal's calls.
-    principal: Option<String>,
+    pub principal: Option<String>,
     /// Only calls to this deployment.
-    deployment: Option<String>,
+    pub deployment: Option<String>,
     /// Only calls by members of this group.
-    group: Option<String>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,8 +89,16 @@ pub(crate) async fn usage(
     Query(params): Query<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let guard = Guard::new(&state, &context, &caller);
-    let (by, from, to, lines) = report(&guard, params).await?;
-    Ok(Json(UsageReport {
+    Ok(Json(usage_report(&guard, params).await?))
+}
+
+/// The usage report, as the API and the console show it.
+pub(crate) async fn usage_report(
+    guard: &Guard<'_>,
+    params: UsageParams,
+) -> Result<UsageReport, ApiError> {
+    let (by, from, to, lines) = report(guard, params).await?;
+    Ok(UsageReport {
         by: by.to_owned(),
         from: from.to_string(),
         to: to.to_string(),
@@ -105,7 +113,7 @@ pub(crate) async fn usage(
                 cost: line.cost,
             })
             .collect(),
-    }))
+    })
 }
 
 /// The report's rule: IT operations and platform admins read usage, grouped one way, over at

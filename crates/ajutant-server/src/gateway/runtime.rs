@@ -175,4 +175,14 @@ impl Gateway {
             .get(deployment)
             .is_some_and(|d| d.offers(capability))
     }
+
+    /// The names of the deployments `principal` may call, in the registry's order.
+    pub(crate) fn callable_by(&self, principal: &Principal) -> Vec<String> {
+        self.deployments
+            .current()
+            .in_order()
+            .filter(|d| d.permits(principal))
+            .map(|d| d.config.name.clone())
+            .collect()
+    }
 }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
-mod service;
+pub(crate) mod service;
 
 use super::bus::OpsEvent;
 use super::switches::switch_view;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-mod service;
+pub(crate) mod service;
 
 use crate::AppState;
 use crate::access::Guard;
@@ -40,7 +40,7 @@ pub struct NotificationView {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-fn view(n: Notification) -> NotificationView {
+pub(crate) fn view(n: Notification) -> NotificationView {
     NotificationView {
         id: n.id,
         target: n.target,

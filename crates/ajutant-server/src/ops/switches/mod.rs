@@ -7,7 +7,7 @@
 //! Who may flip which switch is `service.rs`; the API is `routes.rs`.
 
 pub(crate) mod routes;
-mod service;
+pub(crate) mod service;
 
 pub(crate) use routes::switch_view;
 

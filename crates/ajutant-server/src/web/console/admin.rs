@@ -3,15 +3,17 @@
 //! changes go to the same API from the browser (`static/admin.js` for what app.js cannot do).
 
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::identity::routes::{ApiKeyView, RoleBindingView, api_keys_list, role_bindings_list};
+use crate::access::Guard;
+use crate::identity::admin;
+use crate::identity::routes::{ApiKeyView, RoleBindingView};
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
 
@@ -71,11 +73,15 @@ async fn api_keys(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::ApiKeys)?;
-    let Json(keys) = api_keys_list(State(state), context, viewer.caller.clone()).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let keys = admin::api_keys(&guard).await?;
     let now = OffsetDateTime::now_utc();
     Ok(render(&ApiKeysPage {
         layout: Layout::new(&viewer, Section::ApiKeys.title(), Section::ApiKeys.path()),
-        keys: keys.into_iter().map(|key| KeyRow::of(key, now)).collect(),
+        keys: keys
+            .into_iter()
+            .map(|key| KeyRow::of(ApiKeyView::from(key), now))
+            .collect(),
     }))
 }
 
@@ -143,7 +149,12 @@ async fn role_bindings(
     viewer: Viewer,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::RoleBindings)?;
-    let Json(bindings) = role_bindings_list(State(state), context, viewer.caller.clone()).await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let bindings: Vec<RoleBindingView> = admin::role_bindings(&guard)
+        .await?
+        .into_iter()
+        .map(RoleBindingView::from)
+        .collect();
     Ok(render(&RoleBindingsPage {
         layout: Layout::new(
             &viewer,

@@ -62,28 +62,14 @@ pub(super) async fn deployments_offering(
     capability: Capability,
 ) -> Result<Vec<String>, PageError> {
     let names: Vec<String> = if viewer.access.is(Role::PlatformAdmin) {
-        let axum::Json(all) = crate::gateway::admin::list(
-            State(state.clone()),
-            context.clone(),
-            viewer.caller.clone(),
-        )
-        .await?;
-        all.iter()
-            .filter_map(|d| d.deployment["name"].as_str().map(str::to_owned))
+        let guard = Guard::new(state, context, &viewer.caller);
+        crate::gateway::deployments::list(&guard)
+            .await?
+            .into_iter()
+            .map(|d| d.config.name)
             .collect()
     } else {
-        let axum::Json(models) =
-            crate::gateway::models(State(state.clone()), Ok(viewer.caller.clone()))
-                .await
-                .map_err(|e| PageError(ApiError::Internal(e.message)))?;
-        models["data"]
-            .as_array()
-            .map(|data| {
-                data.iter()
-                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        state.gateway.callable_by(&viewer.caller.principal)
     };
     Ok(names
         .into_iter()

@@ -3,18 +3,20 @@
 //! check runs in the browser through `/api/v1/audit/verify`, `static/audit.js`).
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::AppState;
-use crate::audit::{AuditEntry, AuditParams, audit_list};
+use crate::access::Guard;
+use crate::audit::service::AuditFilters;
+use crate::audit::{self, AuditEntry};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
@@ -158,27 +160,28 @@ async fn audit(
     require(&viewer, Section::Audit)?;
     let filters = Filters::of(&search);
     let cursor = search.cursor.clone().filter(|c| !c.is_empty());
-    let params = AuditParams {
+    let query = AuditFilters {
         action: filters.action.clone(),
         actor: filters.actor.clone(),
         outcome: filters.outcome.clone(),
+        resource: None,
         since: filters.since.clone(),
-        cursor: cursor.clone(),
-        ..AuditParams::default()
+        until: None,
     };
-    let found = audit_list(State(state), context, viewer.caller.clone(), Query(params)).await;
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let found = audit::service::search(&guard, query, cursor.as_deref(), None).await;
     // A filter the API refuses is shown beside the form, not as an error page.
     let (rows, next_cursor, error) = match found {
-        Ok(Json(page)) => {
-            let rows = page
-                .items
+        Ok((records, next_cursor)) => {
+            let rows = records
                 .into_iter()
+                .map(AuditEntry::from)
                 .map(|entry| Row {
                     details: serde_json::to_string_pretty(&entry.details).unwrap_or_default(),
                     entry,
                 })
                 .collect();
-            (rows, page.next_cursor, None)
+            (rows, next_cursor, None)
         }
         Err(ApiError::BadRequest(message)) => (Vec::new(), None, Some(message)),
         Err(other) => return Err(other.into()),

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
+use crate::access::Guard;
 use crate::assistants;
 use crate::feedback::analytics::Figures;
 use crate::feedback::{self, AnalyticsParams, InboxItem, InboxParams};
@@ -335,28 +336,16 @@ async fn assistant_page(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Feedback)?;
-    let axum::Json(analytics) = feedback::figures(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(assistant_id.clone()),
-        Query(AnalyticsParams {
-            from: given(&query.from),
-            to: given(&query.to),
-            bucket: given(&query.bucket),
-        }),
-    )
-    .await?;
-    let axum::Json(inbox) = feedback::inbox(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(assistant_id.clone()),
-        Query(query.inbox()?),
-    )
-    .await?;
-    // The feedback API has just authorized the viewer for this assistant; its name is theirs
-    // to read.
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let figures = AnalyticsParams {
+        from: given(&query.from),
+        to: given(&query.to),
+        bucket: given(&query.bucket),
+    };
+    let analytics = feedback::analytics_view(&guard, assistant_id.clone(), &figures).await?;
+    let inbox = feedback::inbox_page(&guard, &assistant_id, &query.inbox()?).await?;
+    // The feedback service has just authorized the viewer for this assistant; its name is
+    // theirs to read.
     let name = assistants::service::load(&state, &assistant_id)
         .await?
         .map_or_else(|| assistant_id.clone(), |a| a.definition.name);

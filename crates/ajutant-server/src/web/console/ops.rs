@@ -16,9 +16,11 @@ use time::format_description::well_known::Rfc3339;
 
 use super::feedback::category_label;
 use crate::AppState;
-use crate::ops::incidents::{self, IncidentParams, IncidentView};
-use crate::ops::notifications::{self, NotificationParams, NotificationView};
-use crate::ops::switches::routes::{self as switches, SwitchView};
+use crate::access::Guard;
+use crate::ops::incidents::{self, IncidentView};
+use crate::ops::notifications::{self, NotificationView};
+use crate::ops::switches::routes::{SwitchView, switch_view};
+use crate::ops::switches::service as switches;
 use crate::request::RequestContext;
 use crate::web::page::{Layout, PageError, Section, Viewer, render, require};
 
@@ -137,27 +139,12 @@ async fn switches_page(
     Query(query): Query<SwitchesQuery>,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Switches)?;
-    let axum::Json(list) =
-        switches::list(State(state.clone()), context.clone(), viewer.caller.clone()).await?;
-    let outbox = |status: &str| NotificationParams {
-        status: Some(status.to_owned()),
-        cursor: None,
-        limit: Some(OUTBOX_READ),
-    };
-    let axum::Json(dead) = notifications::list(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Query(outbox("dead")),
-    )
-    .await?;
-    let axum::Json(pending) = notifications::list(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Query(outbox("pending")),
-    )
-    .await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let switches = switches::list(&guard).await?;
+    let outbox =
+        |status| notifications::service::list(&guard, Some(status), None, Some(OUTBOX_READ));
+    let (dead, more_dead) = outbox("dead").await?;
+    let (pending, more_pending) = outbox("pending").await?;
     let wanted = given(query.target).unwrap_or_else(|| "assistant".to_owned());
     let targets = [
         ("assistant", "An assistant"),
@@ -171,15 +158,21 @@ async fn switches_page(
         selected: value == wanted,
     })
     .collect();
-    let pending_count = pending.notifications.len();
+    let pending_count = pending.len();
     Ok(render(&SwitchesPage {
         layout: Layout::new(&viewer, Section::Switches.title(), Section::Switches.path()),
         targets,
         prefill_id: given(query.id).unwrap_or_default(),
-        switches: list.switches.into_iter().map(switch_row).collect(),
-        more_dead: dead.next_cursor.is_some(),
-        dead: dead.notifications.into_iter().map(dead_letter).collect(),
-        pending: if pending.next_cursor.is_some() {
+        switches: switches
+            .into_iter()
+            .map(|switch| switch_row(switch_view(switch)))
+            .collect(),
+        more_dead: more_dead.is_some(),
+        dead: dead
+            .into_iter()
+            .map(|letter| dead_letter(notifications::view(letter)))
+            .collect(),
+        pending: if more_pending.is_some() {
             format!("{pending_count}+")
         } else {
             pending_count.to_string()
@@ -246,19 +239,17 @@ async fn incidents_page(
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Incidents)?;
     let status = given(query.status);
-    let axum::Json(page) = incidents::list(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Query(IncidentParams {
-            status: status.clone(),
-            assistant: None,
-            cursor: given(query.cursor),
-            limit: Some(PAGE_SIZE),
-        }),
-    )
-    .await?;
-    let next = page.next_cursor.map(|cursor| {
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let cursor = given(query.cursor);
+    let filter = incidents::service::Filter {
+        status: status.as_deref(),
+        assistant: None,
+        cursor: cursor.as_deref(),
+        limit: Some(PAGE_SIZE),
+    };
+    let (rows, next_cursor) = incidents::service::list(&guard, filter).await?;
+    let listed: Vec<IncidentView> = rows.into_iter().map(incidents::incident_view).collect();
+    let next = next_cursor.map(|cursor| {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(status) = &status {
             query.append_pair("status", status);
@@ -286,7 +277,7 @@ async fn incidents_page(
             Section::Incidents.path(),
         ),
         statuses,
-        incidents: page.incidents.iter().map(incident_row).collect(),
+        incidents: listed.iter().map(incident_row).collect(),
         next,
     }))
 }
@@ -368,13 +359,8 @@ async fn incident_page(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     require(&viewer, Section::Incidents)?;
-    let axum::Json(detail) = incidents::get(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Path(id),
-    )
-    .await?;
+    let guard = Guard::new(&state, &context, &viewer.caller);
+    let detail = incidents::detail_view(incidents::service::get(&guard, &id).await?);
     let view = &detail.incident;
     let reported = detail.feedback.map(|f| Reported {
         categories: categories_text(&f.categories),

@@ -5,13 +5,13 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::gateway::reports::{self, UsageReport, UsageReportLine};
+use crate::access::Guard;
+use crate::gateway::reports::{self, UsageParams, UsageReport, UsageReportLine};
 use crate::problem::ApiError;
 use crate::request::RequestContext;
 use crate::web::charts::{Svg, bar_chart, number};
@@ -71,8 +71,7 @@ struct UsagePage {
     tables: Vec<Table>,
 }
 
-/// The usage report grouped `by`, over the window the page asks for. The API's parameters are
-/// private to it, so they are read from a query string the same way the API reads its own.
+/// The usage report grouped `by`, over the window the page asks for.
 async fn report(
     state: &AppState,
     context: &RequestContext,
@@ -80,31 +79,16 @@ async fn report(
     by: &str,
     window: &PageQuery,
 ) -> Result<UsageReport, ApiError> {
-    let query = {
-        // The serializer is not `Send`; it must be gone before the first await.
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        query.append_pair("by", by);
-        if let Some(from) = &window.from {
-            query.append_pair("from", from);
-        }
-        if let Some(to) = &window.to {
-            query.append_pair("to", to);
-        }
-        query.finish()
+    let guard = Guard::new(state, context, &viewer.caller);
+    let params = UsageParams {
+        by: Some(by.to_owned()),
+        from: window.from.clone(),
+        to: window.to.clone(),
+        principal: None,
+        deployment: None,
+        group: None,
     };
-    let uri: Uri = format!("/api/v1/usage?{query}")
-        .parse()
-        .map_err(|_| ApiError::BadRequest("the dates cannot be read".to_owned()))?;
-    let Query(params) = Query::try_from_uri(&uri)
-        .map_err(|_| ApiError::BadRequest("the dates cannot be read".to_owned()))?;
-    let axum::Json(report) = reports::usage(
-        State(state.clone()),
-        context.clone(),
-        viewer.caller.clone(),
-        Query(params),
-    )
-    .await?;
-    Ok(report)
+    reports::usage_report(&guard, params).await
 }
 
 /// Usage and cost over a window (the last 30 days unless the form says otherwise).
