@@ -16,7 +16,7 @@ use crate::audit_action::AuditAction;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// The stable identity: `{issuer}#{oid}` for directory users and applications (the Entra
-    /// object id, else `sub`), `apikey:{name}` for API-key service identities. Never an e-mail
+    /// object id, else `sub`), `apikey:{key id}` for API-key service identities (names are labels and may repeat). Never an e-mail
     /// address or display name, which change and can be reassigned.
     pub id: String,
     /// The directory's object id (`oid`, else `sub`); what SCIM deprovisioning names.
@@ -247,6 +247,17 @@ impl AccessScope {
         }
     }
 
+    /// Whether everyone this scope admits is also admitted by `groups`, a deployment's grant
+    /// (an empty grant admits everyone signed in). A group scope is covered when each of its
+    /// groups is granted; the organisation only by an empty grant.
+    pub fn covered_by(&self, groups: &[String]) -> bool {
+        groups.is_empty()
+            || match self {
+                Self::Organisation => false,
+                Self::Groups { groups: mine } => mine.iter().all(|g| groups.contains(g)),
+            }
+    }
+
     /// As a reader list: group ids, or `["*"]`.
     pub fn readers(&self) -> Vec<String> {
         match self {
@@ -432,6 +443,23 @@ mod tests {
     }
 
     /// Users in different groups × actions: exactly the marked cells are allowed.
+    #[test]
+    fn a_deployment_covers_a_scope_only_when_it_grants_every_group_of_it() {
+        let groups = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let staff = AccessScope::Groups {
+            groups: groups(&["staff"]),
+        };
+        let two = AccessScope::Groups {
+            groups: groups(&["staff", "hr"]),
+        };
+        assert!(staff.covered_by(&[]));
+        assert!(AccessScope::Organisation.covered_by(&[]));
+        assert!(staff.covered_by(&groups(&["admins", "staff"])));
+        assert!(!two.covered_by(&groups(&["staff"])));
+        assert!(two.covered_by(&groups(&["hr", "staff"])));
+        assert!(!AccessScope::Organisation.covered_by(&groups(&["staff"])));
+    }
+
     #[test]
     fn only_the_allowed_cells_pass() {
         let bindings = vec![

@@ -18,7 +18,8 @@ fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, String), ApiError> {
     let bad = || ApiError::BadRequest("cursor is not one this API gave".to_owned());
     let (micros, id) = cursor.split_once('~').ok_or_else(bad)?;
     let micros: i128 = micros.parse().map_err(|_| bad())?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| bad())?;
+    let nanos = micros.checked_mul(1000).ok_or_else(bad)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
     Ok((at, id.to_owned()))
 }
 
@@ -75,6 +76,24 @@ mod tests {
         assert_eq!(back, at);
         assert_eq!(id, "abc~def");
         assert!(decode_cursor("nope").is_err());
+    }
+
+    #[test]
+    fn a_cursor_out_of_time_s_range_is_refused_not_wrapped() {
+        for micros in [
+            i128::MAX,
+            i128::MIN,
+            i128::MAX / 1000 + 1,
+            253_402_300_800_000_000,
+        ] {
+            let cursor = format!("{micros}~x");
+            let refused = decode_cursor(&cursor);
+            assert!(
+                matches!(&refused, Err(ApiError::BadRequest(_))),
+                "{cursor}: {:?}",
+                refused.map(|(at, _)| at)
+            );
+        }
     }
 
     #[test]

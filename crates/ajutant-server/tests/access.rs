@@ -197,7 +197,8 @@ async fn api_keys_are_shown_once_used_only_as_bearer_and_audited(backend: Backen
         .json()
         .await
         .unwrap();
-    assert_eq!(me["id"], "apikey:report-job");
+    assert_eq!(me["id"], format!("apikey:{id}"));
+    assert_eq!(me["display_name"], "report-job");
     assert_eq!(me["kind"], "service");
     assert_eq!(me["roles"][0]["role"], "auditor");
     assert_eq!(
@@ -501,9 +502,98 @@ async fn the_audit_api_filters_and_pages(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// Key names are labels, not identities: a new key given an old key's name is someone else. It
+/// reads none of the old key's conversations, and the trail tells the two apart.
+async fn a_key_named_like_another_is_not_that_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = access_token(&app, &demo_user("ada@example.org"))
+        .await
+        .unwrap();
+    let create_key = || async {
+        let created = send(
+            &app,
+            Method::POST,
+            "/api/v1/admin/api-keys",
+            &admin,
+            Some(
+                json!({ "name": "helpdesk-bot", "groups": [ajutant_core::config::DEMO_EMPLOYEES] }),
+            ),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap();
+        (
+            created["key"].as_str().unwrap().to_owned(),
+            created["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let assistant = send(
+        &app,
+        Method::POST,
+        "/api/v1/assistants",
+        &admin,
+        Some(json!({
+            "id": "helpdesk", "name": "Helpdesk", "deployment": "offline",
+            "access": { "scope": "groups", "groups": [ajutant_core::config::DEMO_EMPLOYEES] },
+            "owner_group": ajutant_core::config::DEMO_HR_OWNERS,
+        })),
+    )
+    .await;
+    assert_eq!(assistant.status(), 201);
+    let (old_key, old_id) = create_key().await;
+    let started = send(
+        &app,
+        Method::POST,
+        "/api/v1/conversations",
+        &old_key,
+        Some(json!({ "assistant_id": "helpdesk" })),
+    )
+    .await;
+    assert_eq!(started.status(), 201);
+    let conversation: Value = started.json().await.unwrap();
+    let path = format!(
+        "/api/v1/conversations/{}",
+        conversation["id"].as_str().unwrap()
+    );
+
+    let (new_key, new_id) = create_key().await;
+    assert_ne!(old_id, new_id);
+    assert_eq!(
+        send(&app, Method::GET, &path, &old_key, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(&app, Method::GET, &path, &new_key, None)
+            .await
+            .status(),
+        404
+    );
+    let listed: Value = send(&app, Method::GET, "/api/v1/conversations", &new_key, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed
+            .to_string()
+            .contains(conversation["id"].as_str().unwrap()),
+        "{listed}"
+    );
+    let me: Value = send(&app, Method::GET, "/api/v1/me", &new_key, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], format!("apikey:{new_id}"));
+    app.stop().await.unwrap();
+}
+
 both_databases!(
     only_the_allowed_cells_pass,
     api_keys_are_shown_once_used_only_as_bearer_and_audited,
+    a_key_named_like_another_is_not_that_key,
     scim_deprovisioning_ends_sessions_and_keys_within_a_second,
     the_audit_api_filters_and_pages,
 );

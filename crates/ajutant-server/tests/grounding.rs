@@ -9,7 +9,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use ajutant_core::audit::Outcome;
-use ajutant_core::config::{DEMO_EMPLOYEES, DEMO_HR_OWNERS};
+use ajutant_core::config::{
+    DEMO_ADMINS, DEMO_EMPLOYEES, DEMO_HR_OWNERS, DEMO_IT_OPS, DeploymentConfig,
+};
 use ajutant_store::AuditQuery;
 use ajutant_testkit::identity::{access_token, client, demo_user};
 use ajutant_testkit::{Backend, TestApp, both_databases};
@@ -772,11 +774,148 @@ async fn assistants_are_versioned_and_turns_record_their_version(backend: Backen
     app.stop().await.unwrap();
 }
 
+async fn edit_helpdesk(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    call(
+        app,
+        Method::PUT,
+        "/api/v1/assistants/helpdesk",
+        token,
+        Some(body),
+    )
+    .await
+}
+
+/// What an owner puts behind an assistant must be theirs to use and its users' to use: a
+/// deployment granted to the editor and to everyone the assistant serves, collections the editor
+/// may read.
+async fn owners_hand_out_only_what_they_and_their_users_may_use(backend: Backend) {
+    let restricted = |name: &str, group: &str| DeploymentConfig {
+        name: name.to_owned(),
+        groups: vec![group.to_owned()],
+        ..DeploymentConfig::offline()
+    };
+    let app = TestApp::spawn_with(backend, |config| {
+        config
+            .deployments
+            .push(restricted("admins-only", DEMO_ADMINS));
+        config
+            .deployments
+            .push(restricted("hr-only", DEMO_HR_OWNERS));
+        config.deployments.push(restricted("staff", DEMO_EMPLOYEES));
+    })
+    .await;
+    let p = people(&app).await;
+    let helpdesk = |deployment: &str, collections: &[&str]| {
+        json!({
+            "name": "Helpdesk",
+            "deployment": deployment,
+            "collections": collections,
+            "access": { "scope": "groups", "groups": [DEMO_EMPLOYEES] },
+            "owner_group": DEMO_HR_OWNERS,
+        })
+    };
+    let mut created = helpdesk("offline", &[]);
+    created["id"] = json!("helpdesk");
+    json_ok(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/assistants",
+            &p.admin,
+            Some(created),
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    // Harriet (HR owners, employees) may not hand out what she is not granted, nor what only
+    // some of the assistant's users are granted.
+    let refused = json_ok(
+        edit_helpdesk(&app, &p.harriet, helpdesk("admins-only", &[])).await,
+        400,
+    )
+    .await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("admins-only"),
+        "{refused}"
+    );
+    let refused = json_ok(
+        edit_helpdesk(&app, &p.harriet, helpdesk("hr-only", &[])).await,
+        400,
+    )
+    .await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("hr-only"),
+        "{refused}"
+    );
+    json_ok(
+        edit_helpdesk(&app, &p.harriet, helpdesk("staff", &[])).await,
+        200,
+    )
+    .await;
+    // Not even a platform admin serves employees from a deployment they may not call.
+    json_ok(
+        edit_helpdesk(&app, &p.admin, helpdesk("admins-only", &[])).await,
+        400,
+    )
+    .await;
+
+    // A collection only IT operations read: Harriet cannot attach it (it is as if it did not
+    // exist); an admin can.
+    let it_only = create_collection(
+        &app,
+        &p.admin,
+        json!({
+            "name": "IT runbooks",
+            "access": { "scope": "groups", "groups": [DEMO_IT_OPS] },
+            "owner_group": DEMO_IT_OPS,
+        }),
+    )
+    .await;
+    let refused = json_ok(
+        edit_helpdesk(&app, &p.harriet, helpdesk("staff", &[&it_only])).await,
+        400,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{refused}"
+    );
+    json_ok(
+        edit_helpdesk(&app, &p.admin, helpdesk("staff", &[&it_only])).await,
+        200,
+    )
+    .await;
+    let document = format!("# Break-glass\n\nThe break-glass password rotates weekly: {CANARY}.\n");
+    let job = upload(
+        &app,
+        &p.oscar,
+        &it_only,
+        vec![("glass.md", document.into_bytes())],
+        None,
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // Harriet's own edits keep working around the collection she cannot read.
+    json_ok(
+        edit_helpdesk(&app, &p.harriet, helpdesk("staff", &[&it_only])).await,
+        200,
+    )
+    .await;
+
+    app.stop().await.unwrap();
+}
+
 both_databases!(
     only_group_a_is_grounded_on_group_a_documents,
     a_documents_own_acl_narrows_an_organisation_wide_collection,
     hostile_files_fail_alone_with_clear_reasons,
     assistants_are_versioned_and_turns_record_their_version,
+    owners_hand_out_only_what_they_and_their_users_may_use,
 );
 
 /// A client that goes away mid-answer cancels the model call, and what was written so far is

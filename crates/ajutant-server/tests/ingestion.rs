@@ -153,7 +153,75 @@ async fn a_folder_syncs_incrementally(backend: Backend) {
         text.contains("second edition") && !text.contains("Charlie"),
         "{found}"
     );
+
+    // Readers search the collection; where it syncs from is for its managers.
+    let alice = access_token(&app, &demo_user("alice@example.org"))
+        .await
+        .unwrap();
+    let path = format!("/api/v1/collections/{id}");
+    let seen_by_reader = get(&app, &alice, &path).await;
+    assert!(seen_by_reader["source"].is_null(), "{seen_by_reader}");
+    assert!(
+        !seen_by_reader.to_string().contains("handbook"),
+        "{seen_by_reader}"
+    );
+    let listed = get(&app, &alice, "/api/v1/collections").await;
+    assert!(!listed.to_string().contains("handbook"), "{listed}");
+    let seen_by_manager = get(&app, &admin, &path).await;
+    assert_eq!(seen_by_manager["source"]["kind"], "folder");
+
+    // Changes are on the record with what they changed.
+    let renamed = client()
+        .put(app.url(&path))
+        .bearer_auth(&admin)
+        .json(
+            &json!({ "name": "Handbook 2", "access": { "scope": "organisation" },
+                       "source": { "kind": "folder", "path": folder } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let (_, updated) = last_record(&app, "collection.updated").await;
+    assert_eq!(updated["before"]["name"], "Handbook", "{updated}");
+    assert_eq!(updated["after"]["name"], "Handbook 2", "{updated}");
+    let third = sync(&app, &admin, &id).await;
+    let (_, synced) = last_record(&app, "collection.synced").await;
+    assert_eq!(synced["job"], third["id"], "{synced}");
+    let deleted = client()
+        .delete(app.url(&path))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (resource, gone) = last_record(&app, "collection.deleted").await;
+    assert_eq!(resource, format!("collection/{id}"));
+    assert_eq!(gone["before"]["name"], "Handbook 2", "{gone}");
+    assert_eq!(gone["before"]["documents"], 2, "{gone}");
     app.stop().await.unwrap();
+}
+
+/// The newest audit record of `action`: its resource and details.
+async fn last_record(app: &TestApp, action: &str) -> (String, Value) {
+    let records = app
+        .store()
+        .await
+        .audit_search(&ajutant_store::AuditQuery {
+            action: Some(action.to_owned()),
+            limit: 1,
+            ..ajutant_store::AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let record = records
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no {action} record"));
+    (
+        record.resource,
+        serde_json::from_str(&record.details).unwrap(),
+    )
 }
 
 async fn a_queued_job_survives_a_restart(backend: Backend) {

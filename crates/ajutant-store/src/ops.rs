@@ -4,7 +4,7 @@
 //! so listeners hear of it the moment it commits; polling [`Store::ops_events_after`] is the
 //! fallback (and the only way on SQLite, where one process owns the file).
 
-use ajutant_core::switch::{SwitchState, SwitchTarget};
+use ajutant_core::switch::{Holder, SwitchState, SwitchTarget, may_overwrite};
 use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 
@@ -179,9 +179,27 @@ impl Store {
         );
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // Every change takes this row first, so the check below sees the switch as the
+            // change will replace it.
             sqlx::query("UPDATE switch_revision SET revision = revision + 1 WHERE id = 1")
                 .execute(&mut *tx)
                 .await?;
+            let current: Option<KillSwitch> = sqlx::query_as(&select)
+                .bind(change.target.as_str())
+                .bind(change.target_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let holder = current.as_ref().map(|row| (row.state, row.changed_by_role.as_str()));
+            let changer = Holder::of_role(change.changed_by_role);
+            if !may_overwrite(holder, changer) {
+                let held_by = Holder::of_role(holder.map_or("", |(_, role)| role));
+                return Err(StoreError::Conflict {
+                    what: format!(
+                        "{subject} is switched off by {}; only they can change that switch",
+                        held_by.name()
+                    ),
+                });
+            }
             sqlx::query(
                 "INSERT INTO kill_switches (target, target_id, state, reason, changed_by, \
                  changed_by_name, changed_by_role, changed_at) \

@@ -150,6 +150,7 @@ both_databases!(
     audit_verify_names_the_first_altered_record,
     audit_export_writes_jsonl_and_csv_from_a_time,
     serve_answers_then_stops_cleanly_on_sigterm,
+    an_idle_server_leaves_the_cpu_alone,
     apikey_create_prints_only_the_key_which_works_until_revoked,
 );
 
@@ -289,7 +290,8 @@ async fn apikey_create_prints_only_the_key_which_works_until_revoked(backend: Ba
     let response = me(key.to_owned()).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["id"], "apikey:nightly-export");
+    assert_eq!(body["id"], format!("apikey:{id}"));
+    assert_eq!(body["display_name"], "nightly-export");
     assert_eq!(
         body["groups"],
         serde_json::json!(["g-finance", "g-reports"])
@@ -358,38 +360,7 @@ async fn apikey_create_prints_only_the_key_which_works_until_revoked(backend: Ba
 
 async fn serve_answers_then_stops_cleanly_on_sigterm(backend: Backend) {
     let database = TestDatabase::create(backend).await.unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = ajutant(&["serve"])
-        .env("AJUTANT_LISTEN", &listen)
-        .env("AJUTANT_DATABASE_URL", database.url())
-        .env("AJUTANT_LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(format!("http://{listen}/readyz")).send().await {
-            ready = response.status().is_success();
-            if ready {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !ready {
-        let _ = server.kill();
-        panic!("serve did not become ready on {listen}");
-    }
+    let (server, _) = serve(&database, &[]).await;
 
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
@@ -415,6 +386,87 @@ async fn serve_answers_then_stops_cleanly_on_sigterm(backend: Backend) {
     let records = store.audit_page(0, None, 10).await.unwrap();
     let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, ["server.started", "server.stopped"]);
+}
+
+/// Starts `ajutant serve` on a free port against `database`; returns the child and its address
+/// once `/readyz` answers.
+async fn serve(database: &TestDatabase, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = ajutant(&["serve"]);
+    command
+        .env("AJUTANT_LISTEN", &listen)
+        .env("AJUTANT_DATABASE_URL", database.url())
+        .env("AJUTANT_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the caller is handed the child and waits for it"
+    )]
+    let mut server = command.spawn().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("http://{listen}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return (server, listen);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    panic!("serve did not become ready on {listen}");
+}
+
+/// The CPU time a process has used so far (user and system), from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name is in parentheses and may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = match std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(100),
+        Err(_) => 100,
+    };
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// With nobody connected, a server only waits: its background loops (operations bus,
+/// switchboard, outbox, ingestion, session sweeps) sleep between turns instead of spinning.
+/// On SQLite the bus once re-polled the database in a tight loop, burning ~70% of two cores.
+async fn an_idle_server_leaves_the_cpu_alone(backend: Backend) {
+    let database = TestDatabase::create(backend).await.unwrap();
+    let (mut server, _) = serve(&database, &[("AJUTANT_GROUNDING__DEMO", "false")]).await;
+    // Let start-up work (migrations, first polls) finish before measuring.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_time(server.id());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let used = cpu_time(server.id()) - before;
+    let _ = server.kill();
+    let _ = server.wait();
+    // Idle, it takes a few milliseconds a second; the spinning loop took seconds.
+    assert!(
+        used < Duration::from_millis(400),
+        "an idle server used {used:?} of CPU in 4 s"
+    );
 }
 
 /// `ajutant ingest` uploads a folder to a running server and follows the job: the good files

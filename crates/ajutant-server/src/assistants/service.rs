@@ -127,7 +127,7 @@ pub(crate) async fn create(
         .await?;
     let id =
         AssistantId::parse(id).map_err(|_| ApiError::BadRequest(AssistantId::RULE.to_owned()))?;
-    validate(guard.state, &definition).await?;
+    validate(guard, &definition, None).await?;
     let assistant = guard
         .state
         .store
@@ -162,7 +162,7 @@ pub(crate) async fn edit(
 ) -> Result<Seen, ApiError> {
     let resource = resource(id);
     let assistant = editable(guard, id, &resource).await?;
-    validate(guard.state, &definition).await?;
+    validate(guard, &definition, Some(&assistant.definition)).await?;
     let assistant = guard
         .state
         .store
@@ -231,29 +231,48 @@ async fn visible_to_editor(guard: &Guard<'_>, id: &str) -> Result<Assistant, Api
 }
 
 /// The definition's own rules, then what only the running server can say: that its deployment
-/// offers chat and its collections exist. Every problem is named at once.
-async fn validate(state: &AppState, definition: &Definition) -> Result<(), ApiError> {
+/// offers chat to the editor and to everyone the assistant serves, and that its collections
+/// exist. A collection it did not have before must be one the editor may read (one they may not
+/// is reported as missing). Every problem is named at once.
+async fn validate(
+    guard: &Guard<'_>,
+    definition: &Definition,
+    previous: Option<&Definition>,
+) -> Result<(), ApiError> {
+    let state = guard.state;
     let mut problems = definition.problems();
-    if !state
-        .gateway
-        .offers(&definition.deployment, Capability::Chat)
-    {
+    // `offers` first: a missing deployment has no grant to speak of.
+    let deployment = &definition.deployment;
+    let deployment_problem = match state.gateway.granted_groups(deployment) {
+        _ if !state.gateway.offers(deployment, Capability::Chat) => Some(format!(
+            "deployment `{deployment}` is not a deployment offering chat"
+        )),
+        Some(groups) if !permits(&groups, &guard.caller.principal) => Some(format!(
+            "deployment `{deployment}` is not granted to you; pick one you may call"
+        )),
+        Some(groups) if !definition.access.covered_by(&groups) => Some(format!(
+            "deployment `{deployment}` is not granted to everyone the assistant serves; \
+             pick one granted to all of its access groups"
+        )),
+        _ => None,
+    };
+    if let Some(problem) = deployment_problem {
         // After the name and instructions, where it has always been reported.
         let at = problems
             .iter()
             .position(|p| !p.starts_with("name ") && !p.starts_with("instructions "))
             .unwrap_or(problems.len());
-        problems.insert(
-            at,
-            format!(
-                "deployment `{}` is not a deployment offering chat",
-                definition.deployment
-            ),
-        );
+        problems.insert(at, problem);
     }
     if definition.collections.len() <= ajutant_core::assistant::MAX_COLLECTIONS {
         for id in &definition.collections {
-            if state.store.collection(id).await?.is_none() {
+            let attached_before = previous.is_some_and(|p| p.collections.contains(id));
+            let usable = if attached_before {
+                state.store.collection(id).await?.is_some()
+            } else {
+                crate::grounding::service::readable(guard, id).await?
+            };
+            if !usable {
                 problems.push(format!("collection {id:?} does not exist"));
             }
         }
@@ -263,6 +282,11 @@ async fn validate(state: &AppState, definition: &Definition) -> Result<(), ApiEr
     } else {
         Err(ApiError::BadRequest(problems.join("; ")))
     }
+}
+
+/// Whether a deployment granted to `groups` (empty: everyone) may be called by `principal`.
+fn permits(groups: &[String], principal: &ajutant_core::policy::Principal) -> bool {
+    groups.is_empty() || groups.iter().any(|g| principal.groups.contains(g))
 }
 
 fn resource(id: &str) -> String {

@@ -185,4 +185,12 @@ impl Gateway {
             .map(|d| d.config.name.clone())
             .collect()
     }
+
+    /// The groups granted `deployment` (empty: everyone signed in), if it exists now.
+    pub(crate) fn granted_groups(&self, deployment: &str) -> Option<Vec<String>> {
+        self.deployments
+            .current()
+            .get(deployment)
+            .map(|d| d.config.groups.clone())
+    }
 }

@@ -112,6 +112,17 @@ pub(crate) async fn get(guard: &Guard<'_>, id: &str) -> Result<Seen, ApiError> {
     })
 }
 
+/// Whether the collection exists and the caller may read (or manage) it; records nothing.
+pub(crate) async fn readable(guard: &Guard<'_>, id: &str) -> Result<bool, ApiError> {
+    if CollectionId::parse(id).is_err() {
+        return Ok(false);
+    }
+    match guard.state.store.collection(id).await? {
+        Some(collection) => Ok(standing(guard, &collection).await?.sees()),
+        None => Ok(false),
+    }
+}
+
 /// The collection, if the caller may manage it (audited either way); the 404 otherwise.
 pub(crate) async fn managed(guard: &Guard<'_>, id: &str) -> Result<Collection, ApiError> {
     let collection = load(guard, id).await?;
@@ -156,14 +167,22 @@ pub(crate) async fn update(
     id: &str,
     settings: Settings,
 ) -> Result<Seen, ApiError> {
-    let collection = managed(guard, id).await?;
+    let before = managed(guard, id).await?;
     let spec = spec(guard, settings)?;
     let collection = guard
         .state
         .store
-        .update_collection(&collection.id, &spec, OffsetDateTime::now_utc())
+        .update_collection(&before.id, &spec, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(|| guard.not_found())?;
+    guard
+        .record(
+            AuditAction::CollectionUpdated,
+            &resource(&collection.id),
+            Outcome::Allowed,
+            json!({ "before": settings_record(&before), "after": settings_record(&collection) }),
+        )
+        .await?;
     let standing = standing(guard, &collection).await?;
     Ok(Seen {
         collection,
@@ -176,10 +195,52 @@ pub(crate) async fn delete(guard: &Guard<'_>, id: &str) -> Result<(), ApiError> 
     guard
         .require(&Action::CreateCollection, &resource(id))
         .await?;
-    if CollectionId::parse(id).is_ok() && guard.state.store.delete_collection(id).await? {
-        Ok(())
-    } else {
-        Err(guard.not_found())
+    let before = load(guard, id).await?;
+    if !guard.state.store.delete_collection(&before.id).await? {
+        return Err(guard.not_found());
+    }
+    let mut record = settings_record(&before);
+    record["documents"] = json!(before.document_count);
+    guard
+        .record(
+            AuditAction::CollectionDeleted,
+            &resource(&before.id),
+            Outcome::Allowed,
+            json!({ "before": record }),
+        )
+        .await
+}
+
+/// What the trail keeps of a collection's settings. Its source goes with every value whose
+/// name suggests a credential replaced, so the trail never becomes a place to read them.
+fn settings_record(collection: &Collection) -> serde_json::Value {
+    json!({
+        "name": collection.name,
+        "description": collection.description,
+        "readers": collection.readers,
+        "owner_group": collection.owner_group,
+        "embedding_deployment": collection.embedding_deployment,
+        "source": collection.source.as_ref().map(redacted),
+    })
+}
+
+fn redacted(value: &serde_json::Value) -> serde_json::Value {
+    const SECRET_WORDS: [&str; 6] = ["token", "secret", "password", "key", "credential", "sas"];
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(name, value)| {
+                let lower = name.to_ascii_lowercase();
+                let kept = if SECRET_WORDS.iter().any(|word| lower.contains(word)) {
+                    json!("[redacted]")
+                } else {
+                    redacted(value)
+                };
+                (name.clone(), kept)
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.iter().map(redacted).collect(),
+        other => other.clone(),
     }
 }
 
@@ -282,6 +343,14 @@ pub(crate) async fn sync(guard: &Guard<'_>, id: &str) -> Result<IngestionJob, Ap
             &[],
             &guard.caller.principal.id,
             OffsetDateTime::now_utc(),
+        )
+        .await?;
+    guard
+        .record(
+            AuditAction::CollectionSynced,
+            &resource(&collection.id),
+            Outcome::Allowed,
+            json!({ "job": job.id, "source": collection.source.as_ref().map(redacted) }),
         )
         .await?;
     guard.state.ingest.wake();

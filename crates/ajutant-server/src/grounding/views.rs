@@ -38,7 +38,8 @@ pub(crate) fn view(collection: Collection, can_manage: bool) -> CollectionView {
         description: collection.description,
         owner_group: collection.owner_group,
         embedding_deployment: collection.embedding_deployment,
-        source: collection.source,
+        // Where it syncs from (hosts, paths, the names of credentials) is for its managers.
+        source: collection.source.filter(|_| can_manage),
         document_count: collection.document_count,
         chunk_count: collection.chunk_count,
         created_at: collection.created_at,

@@ -423,7 +423,8 @@ async fn authenticate_key(
         }
     };
     let principal = Principal {
-        id: format!("apikey:{}", key.name),
+        // The key's id, never its name: names are labels and may repeat.
+        id: format!("apikey:{}", key.id),
         subject: key.id.clone(),
         display_name: key.name.clone(),
         kind: PrincipalKind::Service,

@@ -70,19 +70,27 @@ impl OpsBus {
         // Events written before this instance started are not news.
         let mut newest = OffsetDateTime::now_utc();
         let mut last_purge = tokio::time::Instant::now();
+        // False once the listener has ended (at once on SQLite): a closed channel is ready on
+        // every turn, so asking it again would turn this loop into a busy poll.
+        let mut listening = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
-                announced = announcements.recv() => {
-                    if let Some(Some(id)) = announced {
-                        match store.ops_event(&id).await {
-                            Ok(Some(event)) => self.publish(event, &mut seen, &mut newest),
-                            Ok(None) => {}
-                            Err(error) => tracing::warn!(%error, "cannot read an operations event"),
+                announced = announcements.recv(), if listening => {
+                    match announced {
+                        Some(Some(id)) => {
+                            match store.ops_event(&id).await {
+                                Ok(Some(event)) => self.publish(event, &mut seen, &mut newest),
+                                Ok(None) => {}
+                                Err(error) => tracing::warn!(%error, "cannot read an operations event"),
+                            }
+                            continue;
                         }
-                        continue;
+                        // The listener lost its connection: poll now, and go on listening.
+                        Some(None) => {}
+                        // The listener has ended: poll from now on.
+                        None => listening = false,
                     }
-                    // The listener lost its connection (or stopped): poll instead.
                 }
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(POLL_EVERY) => {}

@@ -243,6 +243,64 @@ async fn who_may_pull_what(backend: Backend) {
 
 both_databases!(who_may_pull_what);
 
+/// A kill never weakens a stricter one: once IT operations hold an assistant off, its owners can
+/// neither take the switch over by pulling it again nor, through that, bring it back. Who may
+/// bring it back follows the strictest holder.
+async fn an_owner_cannot_take_over_what_it_operations_pulled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = token(&app, "ada@example.org").await;
+    let harriet = token(&app, "harriet@example.org").await;
+    let oscar = token(&app, "oscar@example.org").await;
+    create_assistant(&app, &admin, "hr-bot", "offline", HR_OWNERS).await;
+    let hr_bot = |state, reason| switch("assistant", Some("hr-bot"), state, reason);
+
+    flipped(&app, &oscar, hr_bot("killed", "data exposure"), 200).await;
+    let refused = flipped(&app, &harriet, hr_bot("killed", "mine now"), 409).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("IT operations"),
+        "{refused}"
+    );
+    flipped(&app, &harriet, hr_bot("active", "looks fine"), 404).await;
+    let list = expect(
+        call(&app, Method::GET, "/api/v1/kill-switches", &oscar, None).await,
+        200,
+    )
+    .await;
+    let held = &list["switches"][0];
+    assert_eq!(
+        (&held["state"], &held["changed_by_role"], &held["reason"]),
+        (&json!("killed"), &json!("it_ops"), &json!("data exposure")),
+        "{list}"
+    );
+    let view = expect(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/assistants/hr-bot",
+            &harriet,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(view["status"], "killed");
+
+    // IT operations may restate their own kill, and take over one the owners pulled.
+    flipped(&app, &oscar, hr_bot("killed", "still under review"), 200).await;
+    flipped(&app, &oscar, hr_bot("active", "reviewed"), 200).await;
+    flipped(&app, &harriet, hr_bot("killed", "wrong policy"), 200).await;
+    let taken = flipped(&app, &oscar, hr_bot("killed", "escalated"), 200).await;
+    assert_eq!(taken["changed_by_role"], "it_ops");
+    flipped(&app, &harriet, hr_bot("active", "fixed"), 404).await;
+    app.stop().await.unwrap();
+}
+
+both_databases!(an_owner_cannot_take_over_what_it_operations_pulled);
+
 fn slow_deployment(upstream: &FakeUpstream) -> DeploymentConfig {
     DeploymentConfig {
         name: "fake-slow".to_owned(),

@@ -1,7 +1,9 @@
 //! Kill switches' rules: IT operations switch off anything; an assistant's owners switch off
 //! their own and bring it back if they were the ones who pulled it; bringing back what IT
 //! operations pulled is theirs (or an admin's); bringing back the platform is for platform
-//! admins. A change is stored, applied on this instance before the answer, announced to the
+//! admins. A kill never weakens a stricter one: what IT operations hold off, owners can neither
+//! pull again nor bring back (`switch::may_overwrite`, decided in the store's transaction so a
+//! concurrent change cannot slip between check and write). A change is stored, applied on this instance before the answer, announced to the
 //! others, and audited.
 
 use ajutant_core::audit::Outcome;
