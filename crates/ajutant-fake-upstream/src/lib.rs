@@ -24,18 +24,21 @@
 //!
 //! It depends on no Ajutant crate, so testing an adapter never builds the server.
 
+mod anthropic;
+mod entra;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -57,7 +60,6 @@ pub const MANAGED_IDENTITY_TOKEN: &str = "imds-token";
 pub const WORKLOAD_IDENTITY_TOKEN: &str = "wi-token";
 pub const FEDERATED_ASSERTION: &str = "federated-jwt";
 pub const WORKLOAD_CLIENT_ID: &str = "wi-client";
-const COGNITIVE_SERVICES: &str = "https://cognitiveservices.azure.com";
 
 /// Markup and Markdown that would run script, load remote content or hide a link to
 /// `javascript:` if a client rendered it carelessly. Every payload that runs sets `window.__xss`;
@@ -185,12 +187,15 @@ impl FakeUpstream {
                 "/openai/deployments/{deployment}/embeddings",
                 post(openai_embeddings),
             )
-            .route("/v1/messages", post(anthropic_messages))
+            .route("/v1/messages", post(anthropic::messages))
             .route(
                 "/metadata/identity/oauth2/token",
-                get(managed_identity_token),
+                get(entra::managed_identity_token),
             )
-            .route("/{tenant}/oauth2/v2.0/token", post(workload_identity_token))
+            .route(
+                "/{tenant}/oauth2/v2.0/token",
+                post(entra::workload_identity_token),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -502,123 +507,4 @@ async fn openai_embeddings(
     Json(json!({ "object": "list", "data": data, "model": "fake-embed",
                  "usage": { "prompt_tokens": EMBEDDING_TOKENS, "total_tokens": EMBEDDING_TOKENS } }))
     .into_response()
-}
-
-async fn anthropic_messages(
-    State(state): State<FakeState>,
-    uri: Uri,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let (model, count) = state.note(&uri, &headers, &body);
-    if let Some(refused) = refusal(Vendor::Anthropic, &model, count) {
-        return refused;
-    }
-    let tool = offers_tools(&body);
-    let (input, output) = CHAT_USAGE;
-    let stop_reason = if tool { "tool_use" } else { "end_turn" };
-    if body["stream"] != json!(true) {
-        let content = if tool {
-            json!([{ "type": "tool_use", "id": "call_1", "name": "get_weather", "input": { "city": "Oslo" } }])
-        } else {
-            json!([{ "type": "text", "text": ANSWER }])
-        };
-        return Json(json!({
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": "claude-fake",
-            "content": content, "stop_reason": stop_reason,
-            "usage": { "input_tokens": input, "output_tokens": output },
-        }))
-        .into_response();
-    }
-    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut events = vec![event(
-        "message_start",
-        json!({ "type": "message_start", "message": { "id": "msg_fake", "type": "message",
-            "role": "assistant", "model": "claude-fake", "content": [],
-            "usage": { "input_tokens": input, "output_tokens": 1 } } }),
-    )];
-    if tool {
-        events.push(event(
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": 0, "content_block":
-                { "type": "tool_use", "id": "call_1", "name": "get_weather", "input": {} } }),
-        ));
-        for piece in ["{\"ci", "ty\":\"Os", "lo\"}"] {
-            events.push(event(
-                "content_block_delta",
-                json!({ "type": "content_block_delta", "index": 0,
-                        "delta": { "type": "input_json_delta", "partial_json": piece } }),
-            ));
-        }
-    } else {
-        events.push(event(
-            "content_block_start",
-            json!({ "type": "content_block_start", "index": 0,
-                    "content_block": { "type": "text", "text": "" } }),
-        ));
-        events.push(event("ping", json!({ "type": "ping" })));
-        for piece in ANSWER_PIECES {
-            events.push(event(
-                "content_block_delta",
-                json!({ "type": "content_block_delta", "index": 0,
-                        "delta": { "type": "text_delta", "text": piece } }),
-            ));
-        }
-    }
-    match Ending::of(&model) {
-        Ending::CutShort => {
-            events.truncate(5);
-            return sse(events);
-        }
-        Ending::Stall => return stalled_sse(events),
-        Ending::Finish => {}
-    }
-    events.push(event(
-        "content_block_stop",
-        json!({ "type": "content_block_stop", "index": 0 }),
-    ));
-    events.push(event(
-        "message_delta",
-        json!({ "type": "message_delta", "delta": { "stop_reason": stop_reason },
-                "usage": { "output_tokens": output } }),
-    ));
-    events.push(event("message_stop", json!({ "type": "message_stop" })));
-    sse(events)
-}
-
-/// The instance metadata service: a token for Azure OpenAI, asked for with `Metadata: true`.
-async fn managed_identity_token(
-    State(state): State<FakeState>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    if headers.get("metadata").map(|v| v.as_bytes()) != Some(b"true")
-        || query.get("resource").map(String::as_str) != Some(COGNITIVE_SERVICES)
-    {
-        return StatusCode::BAD_REQUEST.into_response();
-    }
-    state.log().tokens_issued += 1;
-    let expires = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
-        + 3600;
-    Json(json!({ "access_token": MANAGED_IDENTITY_TOKEN, "expires_on": expires.to_string() }))
-        .into_response()
-}
-
-/// Entra's token endpoint for workload identity: the federated token must come as the assertion.
-async fn workload_identity_token(
-    State(state): State<FakeState>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let field = |name: &str| form.get(name).map(String::as_str);
-    let ok = field("client_assertion") == Some(FEDERATED_ASSERTION)
-        && field("scope") == Some(format!("{COGNITIVE_SERVICES}/.default").as_str())
-        && field("client_id") == Some(WORKLOAD_CLIENT_ID);
-    if !ok {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    state.log().tokens_issued += 1;
-    Json(json!({ "access_token": WORKLOAD_IDENTITY_TOKEN, "expires_in": 3600, "token_type": "Bearer" }))
-        .into_response()
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ajutant_core::config::{Capability, Credential, DeploymentConfig, ProviderKind, Timeouts};
+use ajutant_core::config::{Credential, DeploymentConfig, ProviderKind, Timeouts};
 use ajutant_core::model::{
     ChatEvent, ChatMessage, ChatRequest, EmbeddingsRequest, FinishReason, MessageRole,
     ModelProvider, ProviderError, TimeoutKind, Tool, ToolChoice,
@@ -71,7 +71,6 @@ impl Subject {
             endpoint: Some(endpoint.parse().unwrap()),
             model: model.to_owned(),
             api_version: Some("2024-10-21".to_owned()),
-            capabilities: vec![Capability::Chat, Capability::Embeddings],
             credential: Credential::ApiKeyFile {
                 path: self.key_file.clone(),
             },
@@ -79,13 +78,7 @@ impl Subject {
                 idle_ms: 300,
                 ..Timeouts::default()
             },
-            retries: 0,
-            fallbacks: Vec::new(),
-            price_input_per_1k: 0.0,
-            price_output_per_1k: 0.0,
-            groups: Vec::new(),
-            enabled: true,
-            audit_content: false,
+            ..DeploymentConfig::offline()
         };
         let http = ajutant_providers::http_client(Duration::from_secs(2)).unwrap();
         ajutant_providers::provider_for(&deployment, http).unwrap()
