@@ -15,11 +15,13 @@ use crate::secret::SecretString;
 
 mod database;
 mod deployments;
+mod egress;
 mod grounding;
 mod identity;
 mod notifications;
 pub use database::*;
 pub use deployments::*;
+pub use egress::*;
 pub use grounding::*;
 pub use identity::*;
 pub use notifications::*;
@@ -51,6 +53,8 @@ pub struct Config {
     pub feedback: crate::feedback::FeedbackConfig,
     /// Escalations to IT operations: webhook targets and their retry policy.
     pub notifications: NotificationsConfig,
+    /// Which non-public hosts outbound calls may reach.
+    pub egress: EgressConfig,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             feedback: crate::feedback::FeedbackConfig::default(),
             notifications: NotificationsConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -246,6 +251,7 @@ impl Config {
         problems.extend(self.deployment_problems());
         problems.extend(self.grounding.problems());
         problems.extend(self.notifications.problems());
+        problems.extend(self.egress.problems());
         if self.chat.default_top_k == 0 || self.chat.default_top_k > 50 {
             problems.push("chat.default_top_k must be between 1 and 50".to_owned());
         }

@@ -39,6 +39,8 @@ pub struct SourceItem {
 pub enum ConnectorError {
     #[error("the source cannot be reached: {0}")]
     Unreachable(String),
+    #[error("the egress check refused to connect to the source: {0}")]
+    Refused(String),
     #[error("the source refused access: {0}")]
     Denied(String),
     #[error("{0} no longer exists at the source")]

@@ -105,6 +105,7 @@ impl Azurite {
             container: container.into(),
             prefix: prefix.map(Into::into),
             credential,
+            egress: loopback_allowed(),
         })
         .expect("valid configuration")
     }
@@ -312,12 +313,36 @@ async fn a_wrong_key_is_denied_and_a_missing_container_or_server_is_named() {
         container: "docs".into(),
         prefix: None,
         credential: shared_key(KEY),
+        egress: loopback_allowed(),
     })
     .expect("valid configuration")
     .list()
     .await
     .expect_err("nothing listens");
     assert!(matches!(error, ConnectorError::Unreachable(_)), "{error}");
+
+    // Without the admin's allowance the emulator is the server's own network: refused before
+    // a connection is made.
+    let error = AzureBlobConnector::new(AzureBlobConfig {
+        account_url: azurite.account_url.clone(),
+        container: "docs".into(),
+        prefix: None,
+        credential: shared_key(KEY),
+        egress: ajutant_egress::Egress::default(),
+    })
+    .expect("valid configuration")
+    .list()
+    .await
+    .expect_err("loopback is refused");
+    assert!(
+        matches!(error, ConnectorError::Refused(ref why) if why.contains("loopback")),
+        "{error}"
+    );
+}
+
+/// The emulator listens on loopback, which only an admin's `egress.allow_hosts` opens.
+fn loopback_allowed() -> ajutant_egress::Egress {
+    ajutant_egress::Egress::new(&["127.0.0.1".to_owned()])
 }
 
 /// An account SAS (Azure's "Create an account SAS", version 2020-12-06 and later layout)

@@ -75,6 +75,15 @@ impl<'a> Guard<'a> {
         ))
     }
 
+    /// Whether the caller's roles grant `action`, recording nothing: for what a caller is
+    /// offered to choose from; the choice itself is decided (and audited) when made.
+    pub(crate) async fn allows(&self, action: &Action) -> Result<bool, ApiError> {
+        Ok(matches!(
+            decide(&self.caller.principal, self.bindings().await?, action),
+            Decision::Allowed(_)
+        ))
+    }
+
     /// Allows `action` on `resource` (audited either way) and returns the role that allowed
     /// it; a denial is the 404.
     pub(crate) async fn require(&self, action: &Action, resource: &str) -> Result<Role, ApiError> {

@@ -58,6 +58,8 @@ pub struct AppState {
     pub(crate) notifier: notify::Notifier,
     /// Work that outlives its request; shutdown waits for it.
     pub(crate) tasks: tasks::Tasks,
+    /// The one check for outbound calls made on a user's or an owner's behalf.
+    pub(crate) egress: ajutant_egress::Egress,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,7 @@ pub async fn run(
         bus: ops::bus::OpsBus::default(),
         notifier: notify::Notifier::default(),
         tasks: tasks::Tasks::default(),
+        egress: ajutant_egress::Egress::new(&config.egress.allow_hosts),
     };
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");

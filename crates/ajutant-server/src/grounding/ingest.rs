@@ -133,7 +133,7 @@ async fn process(state: &AppState, job: &IngestionJob) -> Result<(), String> {
     let connector = match &collection.source {
         Some(source) if job.kind == JobKind::Sync => Some(
             SourceSettings::parse(source, &state.config.grounding)
-                .and_then(|s| s.connector(&state.config.grounding))
+                .and_then(|s| s.connector(&state.config.grounding, &state.egress))
                 .map_err(|e| format!("the source cannot be used: {e}"))?,
         ),
         _ => None,

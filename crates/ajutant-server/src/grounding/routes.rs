@@ -11,8 +11,8 @@ use super::retrieval;
 use super::service::{self, Seen, Settings};
 use super::uploads;
 use super::views::{
-    CollectionBody, CollectionView, DocumentView, DocumentsParams, JobView, JobsParams, SearchBody,
-    SearchHit, SearchResult, job_view, view,
+    CollectionBody, CollectionView, ConnectionView, DocumentView, DocumentsParams, JobView,
+    JobsParams, SearchBody, SearchHit, SearchResult, job_view, view,
 };
 use crate::AppState;
 use crate::access::Guard;
@@ -34,6 +34,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search))
         .routes(routes!(get_job))
         .routes(routes!(list_jobs))
+        .routes(routes!(list_connections))
 }
 
 /// The upload route, apart because it takes bodies up to `grounding.max_upload_bytes`.
@@ -217,6 +218,20 @@ async fn sync_collection(
     let guard = Guard::new(&state, &context, &caller);
     let job = service::sync(&guard, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(job, Vec::new()))))
+}
+
+/// The connections the caller may point collections they manage at (all, for platform
+/// admins): names and kinds, never addresses or credentials.
+#[utoipa::path(operation_id = "list_connections", get, path = "/api/v1/connections", tag = "grounding",
+    responses((status = 200, description = "Connections the caller may use", body = [ConnectionView])))]
+async fn list_connections(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+    let guard = Guard::new(&state, &context, &caller);
+    let usable = service::connections(&guard).await?;
+    Ok(Json(usable.into_iter().map(ConnectionView::from).collect()))
 }
 
 /// An ingestion job's progress and each document's outcome.

@@ -5,7 +5,7 @@
 
 use ajutant_core::audit::Outcome;
 use ajutant_core::audit_action::AuditAction;
-use ajutant_core::config::Capability;
+use ajutant_core::config::{Capability, ConnectionConfig};
 use ajutant_core::grounding::JobKind;
 use ajutant_core::id::{CollectionId, DocumentId, JobId};
 use ajutant_core::policy::{AccessScope, Action, Owned, Standing};
@@ -140,7 +140,7 @@ pub(crate) async fn create(guard: &Guard<'_>, settings: Settings) -> Result<Seen
     guard
         .require(&Action::CreateCollection, "collections")
         .await?;
-    let spec = spec(guard, settings)?;
+    let spec = spec(guard, settings, None).await?;
     let collection = guard
         .state
         .store
@@ -168,7 +168,7 @@ pub(crate) async fn update(
     settings: Settings,
 ) -> Result<Seen, ApiError> {
     let before = managed(guard, id).await?;
-    let spec = spec(guard, settings)?;
+    let spec = spec(guard, settings, Some(&before)).await?;
     let collection = guard
         .state
         .store
@@ -439,8 +439,63 @@ pub(crate) async fn search(
     Ok(outcome)
 }
 
+/// The connections the caller may point collections at: all of them for those who may create
+/// collections, else those whose groups the caller is in.
+pub(crate) async fn connections<'a>(
+    guard: &Guard<'a>,
+) -> Result<Vec<&'a ConnectionConfig>, ApiError> {
+    let every = guard.allows(&Action::CreateCollection).await?;
+    let groups: Vec<String> = guard.caller.principal.groups.iter().cloned().collect();
+    Ok(guard
+        .state
+        .config
+        .grounding
+        .connections
+        .iter()
+        .filter(|c| every || c.usable_by(&groups))
+        .collect())
+}
+
+/// A submitted source, checked: it names a connection the caller may use and a path inside it.
+/// A source left as it was needs no new permission (an owner renaming a collection an admin
+/// pointed at a connection).
+async fn checked_source(
+    guard: &Guard<'_>,
+    source: &serde_json::Value,
+    before: Option<&Collection>,
+) -> Result<(), ApiError> {
+    let config = &guard.state.config.grounding;
+    let settings = sources::SourceSettings::parse(source, config)
+        .map_err(|e| ApiError::BadRequest(format!("source: {e}")))?;
+    let unchanged = before
+        .and_then(|b| b.source.as_ref())
+        .and_then(|s| sources::SourceSettings::parse(s, config).ok())
+        .is_some_and(|b| b == settings);
+    if unchanged {
+        return Ok(());
+    }
+    let usable = connections(guard).await?;
+    if !usable.iter().any(|c| c.name == settings.connection) {
+        return Err(ApiError::BadRequest(format!(
+            "source: there is no connection named {:?} that you may use (see GET \
+             /api/v1/connections)",
+            settings.connection
+        )));
+    }
+    // Building the connector checks that the path exists inside the connection and that its
+    // credential is there, so a mistake shows now rather than at the next sync.
+    settings
+        .connector(config, &guard.state.egress)
+        .map_err(|e| ApiError::BadRequest(format!("source: {e}")))?;
+    Ok(())
+}
+
 /// Settings checked and turned into what the store writes; the first problem is the answer.
-fn spec(guard: &Guard<'_>, settings: Settings) -> Result<CollectionSpec, ApiError> {
+async fn spec(
+    guard: &Guard<'_>,
+    settings: Settings,
+    before: Option<&Collection>,
+) -> Result<CollectionSpec, ApiError> {
     let state = guard.state;
     let name = settings.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
@@ -459,8 +514,7 @@ fn spec(guard: &Guard<'_>, settings: Settings) -> Result<CollectionSpec, ApiErro
         )));
     }
     if let Some(source) = &settings.source {
-        sources::SourceSettings::parse(source, &state.config.grounding)
-            .map_err(|e| ApiError::BadRequest(format!("source: {e}")))?;
+        checked_source(guard, source, before).await?;
     }
     Ok(CollectionSpec {
         name,

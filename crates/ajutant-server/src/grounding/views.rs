@@ -47,6 +47,31 @@ pub(crate) fn view(collection: Collection, can_manage: bool) -> CollectionView {
     }
 }
 
+/// A connection a caller may point collections at: what to pick, not where it leads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// What a source names: `{"connection": NAME, "path": "sub/folder"}`.
+    pub name: String,
+    pub description: String,
+    /// `folder` or `azure_blob`.
+    pub kind: String,
+}
+
+impl From<&ajutant_core::config::ConnectionConfig> for ConnectionView {
+    fn from(connection: &ajutant_core::config::ConnectionConfig) -> Self {
+        use ajutant_core::config::ConnectionKind;
+        Self {
+            name: connection.name.clone(),
+            description: connection.description.clone(),
+            kind: match connection.kind {
+                ConnectionKind::Folder => "folder",
+                ConnectionKind::AzureBlob => "azure_blob",
+            }
+            .to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionBody {

@@ -72,12 +72,11 @@ impl Failure {
 /// Sends due notifications until `stop` is set.
 pub(crate) async fn work(state: AppState, worker: String, mut stop: watch::Receiver<bool>) {
     let settings = &state.config.notifications;
-    let client = match reqwest::Client::builder()
-        // A webhook answers where it was configured; a redirect elsewhere is not followed.
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(settings.timeout_secs))
-        .build()
-    {
+    // A webhook answers where it was configured; a redirect elsewhere is not followed.
+    let client = match state.egress.client(
+        reqwest::Client::builder().timeout(Duration::from_secs(settings.timeout_secs)),
+        ajutant_egress::Redirects::Refuse,
+    ) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the notification sender's HTTP client");
@@ -111,7 +110,7 @@ pub(crate) async fn work(state: AppState, worker: String, mut stop: watch::Recei
 /// One attempt at one notification, and its outcome recorded.
 async fn deliver(
     state: &AppState,
-    client: &reqwest::Client,
+    client: &ajutant_egress::Client,
     worker: &str,
     notification: Notification,
 ) {
@@ -219,7 +218,7 @@ fn retry_delay(
 
 /// Renders the notification for `target` and posts it.
 async fn send(
-    client: &reqwest::Client,
+    client: &ajutant_egress::Client,
     target: &WebhookConfig,
     notification: &Notification,
 ) -> Result<(), Failure> {
@@ -232,8 +231,10 @@ async fn send(
     };
     let bytes = serde_json::to_vec(&body)
         .map_err(|e| Failure::permanent(format!("cannot render the notification: {e}")))?;
+    let url = url::Url::parse(target.url.expose())
+        .map_err(|e| Failure::permanent(format!("the webhook's URL is not valid: {e}")))?;
     let mut request = client
-        .post(target.url.expose())
+        .request(reqwest::Method::POST, url)
         .header(reqwest::header::CONTENT_TYPE, "application/json");
     if target.kind == WebhookKind::Generic {
         let secret = target
@@ -254,10 +255,14 @@ async fn send(
             );
     }
     // The URL of a Teams or Slack webhook is its secret: errors are rendered without it.
-    let response =
-        request.body(bytes).send().await.map_err(|e| {
-            Failure::retry(format!("cannot reach the receiver: {}", e.without_url()))
-        })?;
+    // Egress errors carry no URL.
+    let request = request.body(bytes).build().map_err(|e| {
+        Failure::permanent(format!("cannot build the request: {}", e.without_url()))
+    })?;
+    let response = client.execute(request).await.map_err(|e| match e {
+        ajutant_egress::Error::Refused(why) => Failure::permanent(why.to_string()),
+        other => Failure::retry(format!("cannot reach the receiver: {other}")),
+    })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

@@ -30,6 +30,11 @@ fn webhook(name: &str, kind: WebhookKind, url: String) -> WebhookConfig {
     }
 }
 
+/// The receivers listen on loopback, which the egress check refuses unless an admin allows it.
+fn loopback() -> Vec<String> {
+    vec!["127.0.0.1".to_owned()]
+}
+
 /// Alice's serious report on an answer of `hr-bot`; returns the feedback as answered.
 async fn report(app: &TestApp, user: &str) -> Value {
     let conversation = start_conversation(app, user, "hr-bot").await;
@@ -87,7 +92,10 @@ async fn serious_feedback_reaches_the_feed_of_another_instance_and_signed_webhoo
         webhook("ops-teams", WebhookKind::Teams, receiver.url("/teams")),
         webhook("ops-slack", WebhookKind::Slack, receiver.url("/slack")),
     ];
-    let configure = move |config: &mut Config| config.notifications.webhooks = targets;
+    let configure = move |config: &mut Config| {
+        config.notifications.webhooks = targets;
+        config.egress.allow_hosts = loopback();
+    };
     let first = TestApp::spawn_with(Backend::Postgres, configure).await;
     let second = first.spawn_beside(|_| {}).await;
     let admin = token(&first, "ada@example.org").await;
@@ -269,6 +277,7 @@ async fn failing_and_late_receivers_get_retries_dead_letters_and_late_deliveries
     ];
     let app = TestApp::spawn_with(backend, move |config| {
         config.notifications.webhooks = targets;
+        config.egress.allow_hosts = loopback();
         config.notifications.max_attempts = 4;
         config.notifications.retry_base_ms = 150;
         config.notifications.retry_max_ms = 600;
@@ -383,6 +392,7 @@ async fn a_notification_committed_before_a_stop_is_sent_after_the_restart(backen
     // instance goes away before any send.
     let app = TestApp::spawn_with(backend, move |config| {
         config.notifications.webhooks = targets;
+        config.egress.allow_hosts = loopback();
         config.notifications.senders = 0;
     })
     .await;
@@ -397,6 +407,7 @@ async fn a_notification_committed_before_a_stop_is_sent_after_the_restart(backen
 
     let restarted = TestApp::spawn_on(database, move |config| {
         config.notifications.webhooks = vec![target];
+        config.egress.allow_hosts = loopback();
     })
     .await;
     let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
@@ -410,3 +421,45 @@ async fn a_notification_committed_before_a_stop_is_sent_after_the_restart(backen
 }
 
 both_databases!(a_notification_committed_before_a_stop_is_sent_after_the_restart);
+
+/// A webhook into the server's own network (here loopback, not allowed) is refused by the
+/// egress check before anything is sent: a dead letter that says why, at the first attempt.
+async fn a_webhook_into_the_servers_network_is_refused(backend: Backend) {
+    let receiver = FakeWebhook::start().await;
+    let targets = vec![webhook(
+        "internal",
+        WebhookKind::Generic,
+        receiver.url("/hook"),
+    )];
+    let app = TestApp::spawn_with(backend, move |config| {
+        config.notifications.webhooks = targets;
+    })
+    .await;
+    let admin = token(&app, "ada@example.org").await;
+    let ops = token(&app, "oscar@example.org").await;
+    let alice = token(&app, "alice@example.org").await;
+    create_assistant(&app, &admin, "hr-bot", "offline", HR_OWNERS).await;
+    report(&app, &alice).await;
+    let started = Instant::now();
+    let dead = loop {
+        let dead = notifications(&app, &ops, "dead").await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead[0]["attempts"], 1, "{dead:?}");
+    let error = dead[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("loopback") && error.contains("egress.allow_hosts"),
+        "{error}"
+    );
+    assert!(receiver.deliveries().is_empty());
+    app.stop().await.unwrap();
+}
+
+both_databases!(a_webhook_into_the_servers_network_is_refused);

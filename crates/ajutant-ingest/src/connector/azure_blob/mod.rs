@@ -101,6 +101,8 @@ pub struct AzureBlobConfig {
     /// Only blobs whose names start with this (a "folder" is a prefix ending in `/`).
     pub prefix: Option<String>,
     pub credential: AzureBlobCredential,
+    /// Where the connector may connect: the account URL is checked when connecting.
+    pub egress: ajutant_egress::Egress,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +113,7 @@ pub struct AzureBlobConnector {
     prefix: Option<String>,
     credential: AzureBlobCredential,
     page_size: u32,
-    http: reqwest::Client,
+    http: ajutant_egress::Client,
 }
 
 impl AzureBlobConnector {
@@ -127,13 +129,16 @@ impl AzureBlobConnector {
             .map_err(|()| ConnectorError::Config(format!("{shown} cannot be a base")))?
             .pop_if_empty()
             .push(&config.container);
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            // A redirect could carry a SAS token to another host; the Blob service never
-            // redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let http = config
+            .egress
+            .client(
+                reqwest::Client::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT),
+                // A redirect could carry a SAS token to another host; the Blob service never
+                // redirects.
+                ajutant_egress::Redirects::Refuse,
+            )
             .map_err(|e| ConnectorError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             container_url: account_url,
@@ -279,11 +284,13 @@ impl AzureBlobConnector {
         if let AzureBlobCredential::SharedKey(key) = &self.credential {
             key.sign(&mut request)?;
         }
-        // `without_url`: with a SAS the URL carries the token.
-        self.http
-            .execute(request)
-            .await
-            .map_err(|e| ConnectorError::Unreachable(format!("{shown}: {}", e.without_url())))
+        // Egress errors leave the URL out: with a SAS it carries the token.
+        self.http.execute(request).await.map_err(|e| match e {
+            ajutant_egress::Error::Refused(why) => {
+                ConnectorError::Refused(format!("{shown}: {why}"))
+            }
+            other => ConnectorError::Unreachable(format!("{shown}: {other}")),
+        })
     }
 
     /// The error for a refused request; `blob` is the key when fetching one blob.
@@ -410,6 +417,7 @@ mod tests {
             container: container.into(),
             prefix: None,
             credential: key(),
+            egress: ajutant_egress::Egress::default(),
         };
         for (url, container) in [
             ("http://acct.blob.core.windows.net", "docs"),
@@ -466,6 +474,7 @@ mod tests {
             container: "docs".into(),
             prefix: None,
             credential: AzureBlobCredential::Sas(SasToken::new("sv=1&sig=x").expect("sas")),
+            egress: ajutant_egress::Egress::new(&["127.0.0.1".to_owned()]),
         })
         .expect("configuration");
         let item = SourceItem {

@@ -3,7 +3,7 @@
 //! ingestion jobs with each failed document's reason. Reads go through `crate::grounding`'s
 //! handlers; changes are the browser's calls to the same API.
 
-use ajutant_core::config::Capability;
+use ajutant_core::config::{Capability, ConnectionKind, GroundingConfig};
 use ajutant_core::policy::{AccessScope, Role};
 use askama::Template;
 use axum::Router;
@@ -67,6 +67,8 @@ struct List {
     rows: Vec<Row>,
     /// For platform admins: the deployments a new collection can embed with.
     new_form: Option<Vec<String>>,
+    /// The connections the viewer may use, named for the source hint.
+    connections: String,
 }
 
 /// `/console/collections`: the collections the viewer manages.
@@ -89,10 +91,12 @@ async fn list(
     } else {
         None
     };
+    let connections = usable_connections(&guard).await?;
     Ok(render(&List {
         layout: Layout::new(&viewer, "Collections", Section::Collections.path()),
         rows,
         new_form,
+        connections,
     }))
 }
 
@@ -194,37 +198,44 @@ impl JobRow {
     }
 }
 
-/// Where a collection syncs from, in words; credentials are only ever variable names.
+/// Where a collection syncs from, in words: the connection's kind and name, and the path
+/// within it (where the connection leads is the operator's configuration, not shown here).
 struct Source {
     kind: String,
     location: String,
 }
 
-fn source(value: &Value) -> Source {
-    let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
-    match value["kind"].as_str() {
-        Some("folder") => Source {
-            kind: "Server folder".to_owned(),
-            location: text("path"),
-        },
-        Some("azure_blob") => {
-            let prefix = text("prefix");
-            Source {
-                kind: "Azure Blob Storage".to_owned(),
-                location: format!(
-                    "{}/{}{}{}",
-                    text("account_url").trim_end_matches('/'),
-                    text("container"),
-                    if prefix.is_empty() { "" } else { "/" },
-                    prefix
-                ),
-            }
-        }
-        other => Source {
-            kind: other.unwrap_or("unknown").to_owned(),
-            location: String::new(),
+fn source(value: &Value, config: &GroundingConfig) -> Source {
+    let name = value["connection"].as_str().unwrap_or_default();
+    let path = value["path"].as_str().unwrap_or_default().trim_matches('/');
+    let kind = match config.connection(name).map(|c| c.kind) {
+        Some(ConnectionKind::Folder) => "Server folder",
+        Some(ConnectionKind::AzureBlob) => "Azure Blob Storage",
+        None if name.is_empty() => "An older kind of source (pick a connection in the settings)",
+        None => "A connection that no longer exists",
+    };
+    Source {
+        kind: kind.to_owned(),
+        location: if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}/{path}")
         },
     }
+}
+
+/// The names of the connections the viewer may point collections at, for the forms' hints.
+async fn usable_connections(guard: &Guard<'_>) -> Result<String, PageError> {
+    let names: Vec<&str> = service::connections(guard)
+        .await?
+        .into_iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    Ok(if names.is_empty() {
+        "none (an operator declares them in grounding.connections)".to_owned()
+    } else {
+        names.join(", ")
+    })
 }
 
 #[derive(Template)]
@@ -244,6 +255,8 @@ struct Show {
     source: Option<Source>,
     /// The stored source as pretty JSON, for the settings form.
     source_json: String,
+    /// The connections the viewer may use, named for the source hint.
+    connections: String,
     documents: Vec<DocumentRow>,
     /// The source key the next page of documents starts after, when there is one.
     next_after: Option<String>,
@@ -344,7 +357,11 @@ async fn show(
         scope: scope_text(&collection.access),
         organisation,
         groups,
-        source: collection.source.as_ref().map(source),
+        source: collection
+            .source
+            .as_ref()
+            .map(|s| source(s, &state.config.grounding)),
+        connections: usable_connections(&guard).await?,
         source_json: collection
             .source
             .as_ref()
@@ -371,20 +388,31 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_folder_source_names_its_path() {
-        let s = source(&json!({ "kind": "folder", "path": "/srv/handbook" }));
+    fn a_source_is_named_by_its_connection_and_path() {
+        let mut config = GroundingConfig::default();
+        config
+            .connections
+            .push(ajutant_core::config::ConnectionConfig {
+                name: "handbook".to_owned(),
+                description: String::new(),
+                kind: ConnectionKind::Folder,
+                groups: Vec::new(),
+                path: Some("/srv/handbook".into()),
+                account_url: None,
+                container: None,
+                prefix: None,
+                account_name: None,
+                account_key_env: None,
+                sas_token_env: None,
+            });
+        let s = source(&json!({ "connection": "handbook", "path": "hr/" }), &config);
         assert_eq!(
             (s.kind.as_str(), s.location.as_str()),
-            ("Server folder", "/srv/handbook")
+            ("Server folder", "handbook/hr")
         );
-    }
-
-    #[test]
-    fn a_blob_source_names_its_container_and_prefix() {
-        let s = source(
-            &json!({ "kind": "azure_blob", "account_url": "https://a.blob.core.windows.net/",
-            "container": "docs", "prefix": "hr", "sas_token_env": "SAS" }),
-        );
-        assert_eq!(s.location, "https://a.blob.core.windows.net/docs/hr");
+        let gone = source(&json!({ "connection": "old" }), &config);
+        assert!(gone.kind.contains("no longer exists"), "{}", gone.kind);
+        let older = source(&json!({ "kind": "folder", "path": "/srv" }), &config);
+        assert!(older.kind.contains("older kind"), "{}", older.kind);
     }
 }
