@@ -861,6 +861,57 @@ async fn owners_hand_out_only_what_they_and_their_users_may_use(backend: Backend
     )
     .await;
 
+    // The same for the deployment that embeds a collection's passages and its readers'
+    // questions: granted to the editor and to everyone who reads the collection.
+    let handbook = create_collection(
+        &app,
+        &p.admin,
+        json!({
+            "name": "HR handbook",
+            "access": { "scope": "groups", "groups": [DEMO_EMPLOYEES] },
+            "owner_group": DEMO_HR_OWNERS,
+        }),
+    )
+    .await;
+    let embed_with = |deployment: &str| {
+        json!({
+            "name": "HR handbook",
+            "access": { "scope": "groups", "groups": [DEMO_EMPLOYEES] },
+            "owner_group": DEMO_HR_OWNERS,
+            "embedding_deployment": deployment,
+        })
+    };
+    for deployment in ["admins-only", "hr-only"] {
+        let refused = json_ok(
+            call(
+                &app,
+                Method::PUT,
+                &format!("/api/v1/collections/{handbook}"),
+                &p.harriet,
+                Some(embed_with(deployment)),
+            )
+            .await,
+            400,
+        )
+        .await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains(deployment),
+            "{refused}"
+        );
+    }
+    json_ok(
+        call(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/collections/{handbook}"),
+            &p.harriet,
+            Some(embed_with("staff")),
+        )
+        .await,
+        200,
+    )
+    .await;
+
     // A collection only IT operations read: Harriet cannot attach it (it is as if it did not
     // exist); an admin can.
     let it_only = create_collection(
@@ -906,6 +957,69 @@ async fn owners_hand_out_only_what_they_and_their_users_may_use(backend: Backend
         200,
     )
     .await;
+
+    // Oscar reads the runbooks and uses the helpdesk: he is answered from them and reports the
+    // answer. Harriet's inbox shows his verdict, not what he was shown from a collection she
+    // cannot read.
+    let conversation = start_conversation(&app, &p.oscar, "helpdesk").await;
+    let events = ask(
+        &app,
+        &p.oscar,
+        &conversation,
+        "How often does the break-glass password rotate?",
+    )
+    .await;
+    let done = &event(&events, "done")["message"];
+    assert!(done.to_string().contains(CANARY), "{done}");
+    let message = done["id"].as_str().unwrap().to_owned();
+    json_ok(
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/messages/{message}/feedback"),
+            &p.oscar,
+            Some(json!({ "helpful": false, "comment": "it rotates daily now" })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let inbox = json_ok(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/assistants/helpdesk/feedback",
+            &p.harriet,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(!inbox.to_string().contains(CANARY), "{inbox}");
+    let item = &inbox["items"][0];
+    assert_eq!(item["comment"], "it rotates daily now", "{inbox}");
+    assert_eq!(item["answer_withheld"], true, "{inbox}");
+    assert!(item["withheld_citations"].as_u64().unwrap() >= 1, "{inbox}");
+    assert!(item["citations"].as_array().unwrap().is_empty(), "{inbox}");
+    // An IT operations owner of the assistant would read it: the trimming follows the reader.
+    let mut it_owned = helpdesk("staff", &[&it_only]);
+    it_owned["owner_group"] = json!(DEMO_IT_OPS);
+    json_ok(edit_helpdesk(&app, &p.admin, it_owned).await, 200).await;
+    let inbox = json_ok(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/assistants/helpdesk/feedback",
+            &p.oscar,
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(inbox.to_string().contains(CANARY), "{inbox}");
+    assert_eq!(inbox["items"][0]["answer_withheld"], false, "{inbox}");
 
     app.stop().await.unwrap();
 }

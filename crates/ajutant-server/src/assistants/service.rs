@@ -243,19 +243,12 @@ async fn validate(
     let mut problems = definition.problems();
     // `offers` first: a missing deployment has no grant to speak of.
     let deployment = &definition.deployment;
-    let deployment_problem = match state.gateway.granted_groups(deployment) {
-        _ if !state.gateway.offers(deployment, Capability::Chat) => Some(format!(
-            "deployment `{deployment}` is not a deployment offering chat"
-        )),
-        Some(groups) if !permits(&groups, &guard.caller.principal) => Some(format!(
-            "deployment `{deployment}` is not granted to you; pick one you may call"
-        )),
-        Some(groups) if !definition.access.covered_by(&groups) => Some(format!(
-            "deployment `{deployment}` is not granted to everyone the assistant serves; \
-             pick one granted to all of its access groups"
-        )),
-        _ => None,
-    };
+    let deployment_problem = state.gateway.hand_out_problem(
+        deployment,
+        Capability::Chat,
+        &guard.caller.principal,
+        &definition.access,
+    );
     if let Some(problem) = deployment_problem {
         // After the name and instructions, where it has always been reported.
         let at = problems
@@ -282,11 +275,6 @@ async fn validate(
     } else {
         Err(ApiError::BadRequest(problems.join("; ")))
     }
-}
-
-/// Whether a deployment granted to `groups` (empty: everyone) may be called by `principal`.
-fn permits(groups: &[String], principal: &ajutant_core::policy::Principal) -> bool {
-    groups.is_empty() || groups.iter().any(|g| principal.groups.contains(g))
 }
 
 fn resource(id: &str) -> String {

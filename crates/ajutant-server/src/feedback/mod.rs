@@ -173,9 +173,16 @@ pub struct InboxItem {
     pub deployment: Option<String>,
     pub trace_id: Option<String>,
     pub question: String,
+    /// Empty when withheld (see `answer_withheld`).
     pub answer: String,
+    /// Only the cited documents the viewer may read.
     #[schema(value_type = Vec<Object>)]
     pub citations: Value,
+    /// The answer cites documents the viewer may not read (or that are gone), so neither it
+    /// nor those citations are shown.
+    pub answer_withheld: bool,
+    /// How many citations were left out.
+    pub withheld_citations: usize,
     pub helpful: Option<bool>,
     pub time_saved_minutes: Option<i64>,
     pub categories: Vec<String>,
@@ -237,8 +244,11 @@ pub(crate) async fn inbox_page(
     })
 }
 
-fn inbox_item(f: Feedback) -> InboxItem {
+fn inbox_item(entry: service::InboxEntry) -> InboxItem {
+    let f = entry.feedback;
     InboxItem {
+        answer_withheld: entry.withheld_citations > 0,
+        withheld_citations: entry.withheld_citations,
         categories: f.category_list(),
         citations: serde_json::from_str(&f.citations).unwrap_or(Value::Array(Vec::new())),
         id: f.id,

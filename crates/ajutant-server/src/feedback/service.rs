@@ -301,13 +301,23 @@ pub(crate) struct InboxFilter<'a> {
     pub limit: Option<i64>,
 }
 
+/// One feedback as its viewer may read it.
+pub(crate) struct InboxEntry {
+    pub feedback: Feedback,
+    /// Citations of documents the viewer may not read (or that no longer exist), left out;
+    /// when there are any, the answer is withheld too, since it was written from them.
+    pub withheld_citations: usize,
+}
+
 /// A page of the assistant's feedback, newest first, and the cursor of the next. For its
-/// owners and platform admins; anyone else gets the 404, recorded.
+/// owners and platform admins; anyone else gets the 404, recorded. An answer grounded on
+/// documents the viewer may not read is shown without them: owning an assistant is no right to
+/// read what its users read.
 pub(crate) async fn inbox(
     guard: &Guard<'_>,
     assistant_id: &str,
     filter: InboxFilter<'_>,
-) -> Result<(Vec<Feedback>, Option<String>), ApiError> {
+) -> Result<(Vec<InboxEntry>, Option<String>), ApiError> {
     owned(guard, assistant_id).await?;
     if let Some(code) = filter.category
         && Category::parse(code).is_none()
@@ -343,9 +353,54 @@ pub(crate) async fn inbox(
         .store
         .assistant_feedback(assistant_id, &wanted, before, limit + 1)
         .await?;
-    Ok(paging::page(rows, limit, |f: &Feedback| {
-        (f.created_at, f.id.as_str())
-    }))
+    let (rows, next) = paging::page(rows, limit, |f: &Feedback| (f.created_at, f.id.as_str()));
+    Ok((trimmed(guard, rows).await?, next))
+}
+
+/// The document a stored citation names, if it names one.
+fn cited_document(citation: &serde_json::Value) -> Option<&str> {
+    citation["document_id"].as_str()
+}
+
+/// Feedback with the citations the viewer may not read left out, and then the answer too.
+async fn trimmed(guard: &Guard<'_>, rows: Vec<Feedback>) -> Result<Vec<InboxEntry>, ApiError> {
+    let parsed: Vec<Vec<serde_json::Value>> = rows
+        .iter()
+        .map(|f| serde_json::from_str(&f.citations).unwrap_or_default())
+        .collect();
+    let cited: Vec<String> = parsed
+        .iter()
+        .flatten()
+        .filter_map(cited_document)
+        .map(str::to_owned)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let groups: Vec<String> = guard.caller.principal.groups.iter().cloned().collect();
+    let readable = guard
+        .state
+        .store
+        .readable_documents(&cited, &groups)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .zip(parsed)
+        .map(|(mut feedback, citations)| {
+            // A citation without a document id cannot be checked, so it is withheld as well.
+            let (kept, withheld): (Vec<_>, Vec<_>) = citations
+                .into_iter()
+                .partition(|c| cited_document(c).is_some_and(|id| readable.contains(id)));
+            if !withheld.is_empty() {
+                feedback.answer = String::new();
+                feedback.citations =
+                    serde_json::to_string(&kept).unwrap_or_else(|_| "[]".to_owned());
+            }
+            InboxEntry {
+                feedback,
+                withheld_citations: withheld.len(),
+            }
+        })
+        .collect())
 }
 
 /// The days an assistant's figures cover: `YYYY-MM-DD` (UTC), `to` inclusive and today by

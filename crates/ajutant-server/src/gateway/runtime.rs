@@ -186,6 +186,39 @@ impl Gateway {
             .collect()
     }
 
+    /// Why `editor` may not make `deployment` serve everyone in `scope` for `capability`, if
+    /// so: it must exist and offer it, be granted to the editor, and to all of the scope (an
+    /// owner hands out nothing they or their users may not call).
+    pub(crate) fn hand_out_problem(
+        &self,
+        deployment: &str,
+        capability: Capability,
+        editor: &Principal,
+        scope: &ajutant_core::policy::AccessScope,
+    ) -> Option<String> {
+        let offering = match capability {
+            Capability::Chat => "chat",
+            Capability::Embeddings => "embeddings",
+        };
+        match self.granted_groups(deployment) {
+            _ if !self.offers(deployment, capability) => Some(format!(
+                "deployment `{deployment}` is not a deployment offering {offering}"
+            )),
+            Some(groups)
+                if !groups.is_empty() && !groups.iter().any(|g| editor.groups.contains(g)) =>
+            {
+                Some(format!(
+                    "deployment `{deployment}` is not granted to you; pick one you may call"
+                ))
+            }
+            Some(groups) if !scope.covered_by(&groups) => Some(format!(
+                "deployment `{deployment}` is not granted to everyone it would serve; pick one \
+                 granted to all of the access groups"
+            )),
+            _ => None,
+        }
+    }
+
     /// The groups granted `deployment` (empty: everyone signed in), if it exists now.
     pub(crate) fn granted_groups(&self, deployment: &str) -> Option<Vec<String>> {
         self.deployments

@@ -506,11 +506,22 @@ async fn spec(
     if let Some(problem) = settings.access.problem() {
         return Err(ApiError::BadRequest(format!("access: {problem}")));
     }
+    // A deployment left as it was needs no new grant (an owner renaming a collection an admin
+    // set up).
+    let unchanged = |deployment: &str| {
+        before.is_some_and(|b| b.embedding_deployment.as_deref() == Some(deployment))
+    };
     if let Some(deployment) = &settings.embedding_deployment
-        && !state.gateway.offers(deployment, Capability::Embeddings)
+        && !unchanged(deployment)
+        && let Some(problem) = state.gateway.hand_out_problem(
+            deployment,
+            Capability::Embeddings,
+            &guard.caller.principal,
+            &settings.access,
+        )
     {
         return Err(ApiError::BadRequest(format!(
-            "embedding_deployment: `{deployment}` is not a deployment offering embeddings"
+            "embedding_deployment: {problem}"
         )));
     }
     if let Some(source) = &settings.source {

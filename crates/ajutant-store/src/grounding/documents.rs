@@ -183,6 +183,44 @@ impl Store {
         Ok(())
     }
 
+    /// Which of `ids` a member of `groups` may read now (the same reader rule as retrieval); a
+    /// document that no longer exists is readable by nobody.
+    pub async fn readable_documents(
+        &self,
+        ids: &[String],
+        groups: &[String],
+    ) -> Result<BTreeSet<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut readers = groups.to_vec();
+        readers.push(EVERYONE.to_owned());
+        let rows: Vec<(String,)> = match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT DISTINCT document_id FROM document_readers \
+                     WHERE document_id IN (SELECT value FROM json_each($1)) \
+                       AND reader IN (SELECT value FROM json_each($2))",
+                )
+                .bind(to_json(&ids)?)
+                .bind(to_json(&readers)?)
+                .fetch_all(pool)
+                .await?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT DISTINCT document_id FROM document_readers \
+                     WHERE document_id = ANY($1) AND reader = ANY($2)",
+                )
+                .bind(ids)
+                .bind(&readers)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// Removes a document and its passages; they leave retrieval with this commit.
     pub async fn delete_document(&self, collection_id: &str, id: &str) -> Result<bool, StoreError> {
         let removed = on_pool!(self, pool => {

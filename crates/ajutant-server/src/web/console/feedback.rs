@@ -281,7 +281,14 @@ fn inbox_row(item: InboxItem) -> InboxRow {
             Some(false) => "Not helpful",
             None => "—",
         },
-        answer: excerpt(&item.answer),
+        answer: if item.answer_withheld {
+            format!(
+                "(withheld: the answer cites {} document(s) you may not read)",
+                item.withheld_citations
+            )
+        } else {
+            excerpt(&item.answer)
+        },
         question: item.question,
         categories: item
             .categories
