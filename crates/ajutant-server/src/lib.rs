@@ -60,6 +60,8 @@ pub struct AppState {
     pub(crate) tasks: tasks::Tasks,
     /// The one check for outbound calls made on a user's or an owner's behalf.
     pub(crate) egress: ajutant_egress::Egress,
+    /// Refused credentials counted per address and reason, so a flood costs few records.
+    pub(crate) refusals: identity::refusals::Ledger,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,7 @@ pub async fn run(
         notifier: notify::Notifier::default(),
         tasks: tasks::Tasks::default(),
         egress: ajutant_egress::Egress::new(&config.egress.allow_hosts),
+        refusals: identity::refusals::Ledger::default(),
     };
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");
@@ -180,6 +183,12 @@ pub async fn run(
         let sender = format!("{}/{}/notify/{n}", address, uuid::Uuid::now_v7());
         workers.spawn(notify::work(state.clone(), sender, workers_stop.clone()));
     }
+    let refusals = state.refusals.clone();
+    workers.spawn(
+        refusals
+            .clone()
+            .flush_periodically(audit.clone(), workers_stop.clone()),
+    );
     let requests_tasks = state.tasks.clone();
     let app = app::router(state, &config);
     let stopping = Arc::new(Notify::new());
@@ -216,6 +225,7 @@ pub async fn run(
     // Answers still streaming into storage, credential re-reads: finished before the stop is
     // recorded and the audit writer drains.
     requests_tasks.join(AUDIT_DRAIN).await;
+    refusals.flush(&audit, true).await;
     let stopped = AuditEvent::new(
         Actor::system(),
         AuditAction::ServerStopped,

@@ -68,12 +68,31 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Internal(String),
+    /// The database is out of reach: 503 with `Retry-After`, so clients back off and retry.
+    #[error("the database is unavailable; try again in a few seconds")]
+    DatabaseUnavailable,
+}
+
+/// Seconds a client is asked to wait when the database is out of reach.
+pub(crate) const DATABASE_RETRY_AFTER_SECS: u64 = 2;
+
+impl From<ajutant_store::AuditError> for ApiError {
+    fn from(error: ajutant_store::AuditError) -> Self {
+        if error.is_unavailable() {
+            return Self::DatabaseUnavailable;
+        }
+        Self::Internal(format!("cannot write the audit trail: {error}"))
+    }
 }
 
 impl From<ajutant_store::StoreError> for ApiError {
     fn from(error: ajutant_store::StoreError) -> Self {
         match error {
             ajutant_store::StoreError::Conflict { what } => Self::Conflict(what),
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "the database is unavailable");
+                Self::DatabaseUnavailable
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -86,7 +105,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -112,10 +131,12 @@ impl IntoResponse for ApiError {
             Some(self.to_string())
         };
         let mut response = status.into_response();
-        if let Self::TooManyRequests {
-            retry_after: Some(seconds),
-            ..
-        } = &self
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => *retry_after,
+            Self::DatabaseUnavailable => Some(DATABASE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -180,6 +180,102 @@ async fn readiness_fails_with_a_problem_when_the_database_is_gone() {
     assert_eq!(health.status(), StatusCode::OK);
 }
 
+/// PostgreSQL stopped under load, then started again: while it is down every request is
+/// answered within two acquire timeouts (2 s each) with a 503 and `Retry-After` (OpenAI's error shape
+/// on `/v1`, a problem elsewhere) and readiness fails; afterwards the same instance serves again
+/// and every answered model call has its audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_answered_at_once_and_the_instance_recovers() {
+    use ajutant_testkit::identity::{access_token, demo_user};
+    use ajutant_testkit::{PostgresServer, TestDatabase};
+    use std::time::{Duration, Instant};
+
+    let server = PostgresServer::start().unwrap();
+    let app = TestApp::spawn_on(TestDatabase::on_server(&server), |_| {}).await;
+    let token = access_token(&app, &demo_user("alice@example.org"))
+        .await
+        .unwrap();
+    let chat = || {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "model": "offline",
+                "messages": [{ "role": "user", "content": "Hello" }],
+            }))
+            .send()
+    };
+    let mut answered = 0;
+    for _ in 0..3 {
+        assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
+        answered += 1;
+    }
+
+    server.stop().unwrap();
+    let down = Instant::now();
+    let calls = futures::future::join_all((0..8).map(|_| async {
+        let started = Instant::now();
+        let response = chat().await.unwrap();
+        (started.elapsed(), response)
+    }))
+    .await;
+    for (took, response) in calls {
+        // At most two acquire timeouts: the audit batch in flight, then the caller's own.
+        assert!(took < Duration::from_secs(5), "a call waited {took:?}");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "server_error", "{body}");
+    }
+    let listed = app
+        .client
+        .get(app.url("/api/v1/conversations"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(listed.headers().contains_key("retry-after"));
+    assert_eq!(listed.headers()[CONTENT_TYPE], "application/problem+json");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        down.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        down.elapsed()
+    );
+
+    server.start_again().unwrap();
+    let back = Instant::now();
+    loop {
+        let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(chat().await.unwrap().status(), StatusCode::OK);
+    answered += 1;
+
+    // Every answered call was audited; refused ones were never answered.
+    let store = app.store().await;
+    let records = store.audit_page(0, None, 1000).await.unwrap();
+    let audited = records
+        .iter()
+        .filter(|r| r.action == "model.chat" && r.outcome == ajutant_core::audit::Outcome::Allowed)
+        .count();
+    assert_eq!(audited, answered, "answered {answered}, audited {audited}");
+    assert!(matches!(
+        store.verify_audit_chain().await.unwrap(),
+        ajutant_store::ChainStatus::Intact { .. }
+    ));
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_openapi_document_passes_a_real_validator() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -395,7 +395,62 @@ async fn an_application_token_acts_through_its_app_roles(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// Junk tokens from one address cost a handful of audit records, not one each (a disk and
+/// fsync denial of service): the first few in full, then a count once the window is over (or
+/// the server stops). Every one is still refused and counted in the metrics.
+async fn a_flood_of_junk_tokens_is_recorded_in_aggregate(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for n in 0..40 {
+        let response = call(&app, "/api/v1/me", &format!("junk-{n}")).await;
+        assert_eq!(response.status(), 401);
+    }
+    let rejected = |store: ajutant_store::Store| async move {
+        store
+            .audit_search(&AuditQuery {
+                action: Some("auth.rejected".to_owned()),
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+    };
+    let records = rejected(app.store().await).await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ajutant_auth_rejections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(counted >= 40, "{counted}");
+    let database = app.stop().await.unwrap();
+    let records = rejected(database.store().await.unwrap()).await;
+    assert_eq!(records.len(), 6, "{records:?}");
+    let summaries: Vec<(Value, Option<String>)> = records
+        .iter()
+        .map(|r| {
+            (
+                serde_json::from_str::<Value>(&r.details).unwrap(),
+                r.origin.client_addr.clone(),
+            )
+        })
+        .filter(|(details, _)| details.get("repeated").is_some())
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].0["repeated"], 35, "{summaries:?}");
+    assert_eq!(summaries[0].1.as_deref(), Some("127.0.0.1"));
+}
+
 both_databases!(
+    a_flood_of_junk_tokens_is_recorded_in_aggregate,
     every_hostile_token_is_refused_and_audited,
     an_unknown_kid_refreshes_the_keys_once_then_is_refused,
     a_rotated_key_is_accepted_without_restart,

@@ -111,6 +111,34 @@ pub struct MigrationStatus {
     pub pending: Vec<i64>,
 }
 
+impl StoreError {
+    /// Whether the database is out of reach (down, restarting, refusing connections, or no
+    /// connection freed within the acquire timeout) rather than refusing what was asked: the
+    /// request may succeed if retried shortly.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connect(_) => true,
+            Self::Database(error) => unavailable(error),
+            _ => false,
+        }
+    }
+}
+
+fn unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P (operator intervention: shutdown,
+        // crash, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 impl MigrationStatus {
     pub fn is_current(&self) -> bool {
         self.pending.is_empty()
@@ -131,7 +159,7 @@ impl Store {
                     // FULL: a commit is on disk before the caller hears it succeeded, which the
                     // audit trail promises. WAL keeps that to one fsync per group commit.
                     .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(acquire_timeout)
+                    .busy_timeout(Duration::from_secs(config.busy_timeout_secs))
                     .foreign_keys(true);
                 create_parent_folder(options.get_filename())?;
                 let pool = SqlitePoolOptions::new()

@@ -10,6 +10,10 @@
 //! `scripts/test` starts the server when it is down. They fail, rather than skip, when it is
 //! unreachable: a green run must mean both databases were tested.
 
+mod server;
+
+pub use server::PostgresServer;
+
 use ajutant_core::config::DatabaseConfig;
 use ajutant_store::Store;
 use anyhow::Context;
@@ -84,6 +88,17 @@ impl TestDatabase {
                     postgres_name: Some(name),
                 })
             }
+        }
+    }
+
+    /// The `postgres` database of a test's own server: nothing to drop afterwards, the server
+    /// goes with its folder.
+    pub fn on_server(server: &PostgresServer) -> Self {
+        Self {
+            url: server.url(),
+            backend: Backend::Postgres,
+            _folder: None,
+            postgres_name: None,
         }
     }
 

@@ -13,7 +13,9 @@ pub mod sse;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use ajutant_testdb::{Backend, TestDatabase, both_databases, postgres_admin_url};
+pub use ajutant_testdb::{
+    Backend, PostgresServer, TestDatabase, both_databases, postgres_admin_url,
+};
 
 use ajutant_core::config::{Config, DatabaseKind};
 use ajutant_store::Store;

@@ -16,8 +16,11 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB?sslmode=require`.
     pub url: DatabaseUrl,
     pub max_connections: u32,
-    /// How long to wait for a connection from the pool (and, for SQLite, for a lock).
+    /// How long a request waits for a connection from the pool. Short: while the database is
+    /// down, requests are answered 503 at once rather than hanging for the outage.
     pub acquire_timeout_secs: u64,
+    /// SQLite: how long a write waits for another connection's write lock.
+    pub busy_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -25,7 +28,8 @@ impl Default for DatabaseConfig {
         Self {
             url: DatabaseUrl::default(),
             max_connections: 10,
-            acquire_timeout_secs: 10,
+            acquire_timeout_secs: 2,
+            busy_timeout_secs: 10,
         }
     }
 }

@@ -73,6 +73,10 @@ impl Gateway {
                     exceeded.what,
                 )
             }),
+            Err(AdmitError::Store(error)) if error.is_unavailable() => {
+                tracing::warn!(%error, "the database is unavailable; a model call is refused");
+                Err(super::metering::database_unavailable())
+            }
             Err(AdmitError::Store(error)) => {
                 tracing::error!(%error, "cannot read usage for a budget");
                 Err(OpenAiError::new(
@@ -116,6 +120,9 @@ impl Gateway {
         };
         match checked.await {
             Ok(deployment) => Ok(deployment),
+            // Recording the refusal would wait for the same database once more; an outage is
+            // no one's attempt at anything.
+            Err(error) if error.code == Some(super::metering::DATABASE_UNAVAILABLE) => Err(error),
             Err(error) => Err(refused(state, origin, action, name, error).await),
         }
     }

@@ -14,7 +14,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::metering::{AnswerAudit, answer_event, audit_failed, call_event, prompt_for_audit};
+use super::metering::{
+    AnswerAudit, answer_event, audit_failed, call_event, database_unavailable, prompt_for_audit,
+};
 use super::wire::OpenAiError;
 use super::{CallMeter, CallOrigin, Deployment, resilience, wire};
 use crate::AppState;
@@ -42,6 +44,7 @@ fn caller_or_error(caller: Result<Caller, ApiError>) -> Result<Caller, OpenAiErr
         ApiError::Unavailable(message) => {
             OpenAiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
         }
+        ApiError::DatabaseUnavailable => database_unavailable(),
         other => {
             tracing::error!(error = %other, "authentication failed");
             OpenAiError::new(

@@ -224,7 +224,13 @@ pub(super) async fn refused(
     }
 }
 
-pub(super) fn audit_failed(error: impl std::fmt::Display) -> OpenAiError {
+/// A call that cannot be audited is not made (or not answered): 503 with `Retry-After` when
+/// the database is out of reach, else a 500.
+pub(super) fn audit_failed(error: ajutant_store::AuditError) -> OpenAiError {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "the database is unavailable; a model call is refused");
+        return database_unavailable();
+    }
     tracing::error!(%error, "cannot write the audit trail for a model call");
     OpenAiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -232,3 +238,19 @@ pub(super) fn audit_failed(error: impl std::fmt::Display) -> OpenAiError {
         "internal error",
     )
 }
+
+/// OpenAI's shape of "the database is out of reach": the SDKs retry a 503 after `Retry-After`.
+pub(super) fn database_unavailable() -> OpenAiError {
+    OpenAiError {
+        retry_after: Some(crate::problem::DATABASE_RETRY_AFTER_SECS),
+        ..OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the database is unavailable; try again in a few seconds",
+        )
+        .with_code(DATABASE_UNAVAILABLE)
+    }
+}
+
+/// The error code of [`database_unavailable`].
+pub(super) const DATABASE_UNAVAILABLE: &str = "database_unavailable";

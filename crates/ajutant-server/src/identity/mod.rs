@@ -12,6 +12,7 @@ mod cache;
 pub(crate) mod dev_idp;
 mod graph;
 mod provider;
+pub(crate) mod refusals;
 pub(crate) mod routes;
 pub(crate) mod scim;
 pub(crate) mod secrets;
@@ -296,10 +297,11 @@ impl AppState {
             .append(event)
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::Internal(format!("cannot write the audit trail: {e}")))
+            .map_err(ApiError::from)
     }
 
-    /// Records a refused credential and returns the 401 to send.
+    /// Records a refused credential (the first few per address and reason in a window in full,
+    /// the rest as a count: `refusals.rs`) and returns the 401 to send.
     async fn refuse(
         &self,
         context: &RequestContext,
@@ -312,11 +314,19 @@ impl AppState {
             "reason" => refusal.code.to_owned(),
         )
         .increment(1);
-        let event = AuditEvent::new(actor, AuditAction::AuthRejected, "", Outcome::Denied)
-            .with_origin(context.origin())
-            .with_details(serde_json::json!({ "method": refusal.method, "reason": refusal.code }));
-        if let Err(error) = self.record(event).await {
-            return error;
+        let origin = context.origin();
+        let note = self
+            .refusals
+            .note(origin.client_addr.as_deref(), refusal.method, refusal.code);
+        if note == refusals::Note::InFull {
+            let event = AuditEvent::new(actor, AuditAction::AuthRejected, "", Outcome::Denied)
+                .with_origin(origin)
+                .with_details(
+                    serde_json::json!({ "method": refusal.method, "reason": refusal.code }),
+                );
+            if let Err(error) = self.record(event).await {
+                return error;
+            }
         }
         ApiError::Unauthorized(refusal.message.to_owned())
     }
@@ -397,7 +407,7 @@ async fn authenticate_key(
         now,
     )
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    .map_err(ApiError::from)?;
     let key = match verdict {
         Ok(key) => key,
         Err((rejection, key_id)) => {
@@ -536,7 +546,7 @@ async fn ensure_provisioned(
                 .store
                 .is_deprovisioned(&principal.subject)
                 .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                .map_err(ApiError::from)?;
             cache.remember_deprovisioned(&principal.subject, gone, generation);
             gone
         }

@@ -123,7 +123,7 @@ async fn login(
             now + SIGN_IN_WINDOW,
         )
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
 
     let mut authorize = discovery.authorization_endpoint;
     authorize
@@ -185,7 +185,7 @@ async fn callback(
         .store
         .take_login_attempt(&sha256_hex(state_token), now)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
     let Some(attempt) = attempt else {
         return Err(refuse(
             "this sign-in is unknown, expired or already used; start again",
@@ -285,7 +285,7 @@ async fn callback(
             recheck_at: now + Duration::seconds(sessions.recheck_secs as i64),
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
     let event = AuditEvent::new(principal.actor(), AuditAction::SignIn, "", Outcome::Allowed)
         .with_origin(context.origin())
         .with_details(serde_json::json!({
@@ -331,7 +331,7 @@ async fn logout(
         .store
         .session(&id_hash)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::from)?
         .filter(|s| !s.ended);
     let Some(session) = session else {
         return Err(ApiError::Unauthorized(
@@ -355,7 +355,7 @@ async fn logout(
         .store
         .end_session(&id_hash, "signed out", now)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
     let event = AuditEvent::new(
         session.principal.actor(),
         AuditAction::SignOut,
@@ -396,7 +396,7 @@ pub(crate) async fn authenticate_session(
     let identity = &state.identity;
     let sessions = &identity.inner.sessions;
     let id_hash = sha256_hex(cookie);
-    let internal = |e: ajutant_store::StoreError| ApiError::Internal(e.to_string());
+    let internal = ApiError::from;
     let Some(session) = state.store.session(&id_hash).await.map_err(internal)? else {
         return Err(ApiError::Unauthorized(
             "the session is unknown; sign in again".to_owned(),
@@ -412,7 +412,7 @@ pub(crate) async fn authenticate_session(
         let id_hash = id_hash.clone();
         async move {
             if let Err(error) = state.store.end_session(&id_hash, reason, now).await {
-                return ApiError::Internal(error.to_string());
+                return ApiError::from(error);
             }
             state
                 .refuse(

@@ -70,6 +70,16 @@ pub enum AuditError {
     WriteFailed(Arc<StoreError>),
 }
 
+impl AuditError {
+    /// Whether the record could not be written because the database is out of reach.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::WriteFailed(error) => error.is_unavailable(),
+            Self::WriterStopped => false,
+        }
+    }
+}
+
 struct Pending {
     id: Uuid,
     occurred_at: OffsetDateTime,

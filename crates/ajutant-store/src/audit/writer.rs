@@ -177,9 +177,13 @@ pub(super) async fn write_loop(
             && let Err(error) = &result
         {
             // Whatever failed, usage rows must never cost a caller its audit record: the rows
-            // go alone from now on, and the records are tried once more without them.
+            // go alone from now on, and the records are tried once more without them (unless
+            // the database is out of reach, where a second try only doubles the callers' wait).
+            let unavailable = error.is_unavailable();
             riders.failed(error);
-            result = store.append_audit_batch(&mut head, &batch, &[]).await;
+            if !unavailable {
+                result = store.append_audit_batch(&mut head, &batch, &[]).await;
+            }
         }
         metrics::histogram!("ajutant_audit_batch_size").record(batch.len() as f64);
         metrics::histogram!("ajutant_audit_commit_seconds").record(started.elapsed().as_secs_f64());
