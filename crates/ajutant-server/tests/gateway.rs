@@ -672,7 +672,82 @@ async fn content_is_audited_only_where_a_deployment_opts_in(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// A deployment added through the API may name as its credential only what the operator set
+/// aside: naming `PATH` (or any file) as an API key sent its value, as a bearer token, to
+/// whatever endpoint the admin chose.
+async fn api_deployments_name_only_the_credentials_the_operator_set_aside(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("team.key"), "sk-team").unwrap();
+    let folder = keys.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |config| {
+        configure(config, &upstream);
+        config.gateway.api_credentials.folder = Some(folder);
+    })
+    .await;
+    let admin = ajutant_testkit::identity::access_token(
+        &app,
+        &ajutant_testkit::identity::demo_user("ada@example.org"),
+    )
+    .await
+    .unwrap();
+    let put = |credential: Value| {
+        app.client
+            .put(app.url("/api/v1/admin/deployments/team-model"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({ "name": "team-model", "provider": "open_ai_compatible",
+                           "endpoint": "https://models.example.org/v1", "model": "ok",
+                           "credential": credential }),
+            )
+            .send()
+    };
+    for (credential, says) in [
+        (
+            json!({ "kind": "api_key_env", "variable": "PATH" }),
+            "AJUTANT_MODEL_KEY_",
+        ),
+        (
+            json!({ "kind": "api_key_env", "variable": "AJUTANT_MODEL_KEY_" }),
+            "AJUTANT_MODEL_KEY_",
+        ),
+        (
+            json!({ "kind": "api_key_file", "path": "/etc/hostname" }),
+            "api_credentials.folder",
+        ),
+        (
+            json!({ "kind": "api_key_file",
+                    "path": keys.path().join("../../etc/hostname") }),
+            "api_credentials.folder",
+        ),
+        (
+            json!({ "kind": "azure_workload_identity", "token_file": "/etc/hostname",
+                    "authority_host": "https://attacker.example/" }),
+            "configuration file",
+        ),
+        (
+            json!({ "kind": "azure_managed_identity", "endpoint": "https://attacker.example/" }),
+            "configuration file",
+        ),
+    ] {
+        let response = put(credential.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{credential}");
+        let problem: Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{credential}: {detail}");
+    }
+    for credential in [
+        json!({ "kind": "api_key_env", "variable": "AJUTANT_MODEL_KEY_TEAM" }),
+        json!({ "kind": "api_key_file", "path": keys.path().join("team.key") }),
+    ] {
+        let response = put(credential.clone()).await.unwrap();
+        assert_eq!(response.status(), 200, "{credential}");
+    }
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    api_deployments_name_only_the_credentials_the_operator_set_aside,
     content_is_audited_only_where_a_deployment_opts_in,
     deployments_change_without_a_restart,
     limits_budgets_caps_and_switches,

@@ -154,6 +154,89 @@ pub struct GatewayConfig {
     pub principal_limits: Limits,
     /// Limits a group's members share.
     pub group_limits: Vec<GroupLimits>,
+    /// What deployments added through the admin API may name as their credential.
+    pub api_credentials: ApiCredentials,
+}
+
+/// The credentials a deployment added through the API may name. The API is for admins, but
+/// an admin is not the operator: without this bound, naming any variable or file as an API key
+/// sends its value, as a bearer token, to any endpoint. Deployments in the configuration file
+/// are the operator's and are not bound by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiCredentials {
+    /// `api_key_env` must name a variable starting with this. Empty: no variable may be named.
+    pub env_prefix: String,
+    /// `api_key_file` must name a file inside this folder. Unset: no file may be named.
+    pub folder: Option<PathBuf>,
+}
+
+impl Default for ApiCredentials {
+    fn default() -> Self {
+        Self {
+            env_prefix: "AJUTANT_MODEL_KEY_".to_owned(),
+            folder: None,
+        }
+    }
+}
+
+impl ApiCredentials {
+    /// Why `credential` may not be set through the API, if it may not.
+    pub fn problem(&self, credential: &Credential) -> Option<String> {
+        match credential {
+            Credential::None => None,
+            Credential::ApiKeyEnv { variable } => {
+                if self.env_prefix.is_empty() {
+                    Some(
+                        "credential: no environment variable may be named through the API \
+                         (gateway.api_credentials.env_prefix is empty)"
+                            .to_owned(),
+                    )
+                } else if !variable.starts_with(&self.env_prefix) || variable == &self.env_prefix {
+                    Some(format!(
+                        "credential: the variable must start with {} \
+                         (gateway.api_credentials.env_prefix), the variables the operator set \
+                         aside for model keys",
+                        self.env_prefix
+                    ))
+                } else {
+                    None
+                }
+            }
+            Credential::ApiKeyFile { path } => {
+                let Some(folder) = &self.folder else {
+                    return Some(
+                        "credential: no file may be named through the API \
+                         (gateway.api_credentials.folder is not set)"
+                            .to_owned(),
+                    );
+                };
+                // Resolved, so neither `..` nor a link leads out of the folder.
+                let inside = std::fs::canonicalize(folder)
+                    .ok()
+                    .zip(std::fs::canonicalize(path).ok())
+                    .is_some_and(|(folder, path)| path.starts_with(folder));
+                (!inside).then(|| {
+                    "credential: the file must exist inside gateway.api_credentials.folder"
+                        .to_owned()
+                })
+            }
+            Credential::AzureManagedIdentity { endpoint, .. } => endpoint.is_some().then(|| {
+                "credential: a managed identity's endpoint can only be set in the \
+                 configuration file"
+                    .to_owned()
+            }),
+            Credential::AzureWorkloadIdentity {
+                token_file,
+                authority_host,
+                ..
+            } => (token_file.is_some() || authority_host.is_some()).then(|| {
+                "credential: a workload identity's token_file and authority_host can only be \
+                 set in the configuration file (the API uses what AKS sets)"
+                    .to_owned()
+            }),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -163,6 +246,7 @@ impl Default for GatewayConfig {
             max_tokens_cap: 0,
             principal_limits: Limits::default(),
             group_limits: Vec::new(),
+            api_credentials: ApiCredentials::default(),
         }
     }
 }

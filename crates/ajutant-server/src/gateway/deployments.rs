@@ -55,6 +55,15 @@ pub(crate) async fn put(
             config.name
         )));
     }
+    // Before anything reads the credential (building the adapter does).
+    if let Some(problem) = state
+        .config
+        .gateway
+        .api_credentials
+        .problem(&config.credential)
+    {
+        return Err(ApiError::BadRequest(problem));
+    }
     let mut problems = config.problems();
     // The fallbacks must exist in the set this change produces.
     let deployments = &state.gateway.deployments;
