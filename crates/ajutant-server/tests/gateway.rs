@@ -746,7 +746,66 @@ async fn api_deployments_name_only_the_credentials_the_operator_set_aside(backen
     app.stop().await.unwrap();
 }
 
+/// A streamed completion ends when its key is revoked, as fast as a new request is refused:
+/// an error chunk in OpenAI's shape, and the upstream call is cancelled.
+async fn a_revoked_key_loses_its_stream_within_a_second(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| configure(config, &upstream)).await;
+    let (issued, key) = api_keys::issue(
+        &app.store().await,
+        NewApiKey {
+            name: "streamer".to_owned(),
+            groups: vec!["g-staff".to_owned()],
+            expires_at: None,
+            owner_subject: None,
+            created_by: "test".to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    let admin = ajutant_testkit::identity::access_token(
+        &app,
+        &ajutant_testkit::identity::demo_user("ada@example.org"),
+    )
+    .await
+    .unwrap();
+    let response = post(&app, &key, "/v1/chat/completions", chat("fake-slow", true)).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("tick") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    let revoked = Instant::now();
+    let answer = app
+        .client
+        .delete(app.url(&format!("/api/v1/admin/api-keys/{}", issued.id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let mut rest = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), body.next()).await {
+        rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let took = revoked.elapsed();
+    assert!(took < Duration::from_millis(1500), "ended after {took:?}");
+    assert!(rest.contains("\"error\""), "{rest}");
+    assert!(!rest.contains("[DONE]"), "{rest}");
+    let mut waited = Duration::ZERO;
+    while upstream.hung_up_at().is_none() && waited < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    assert!(upstream.hung_up_at().is_some(), "the upstream call went on");
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    a_revoked_key_loses_its_stream_within_a_second,
     api_deployments_name_only_the_credentials_the_operator_set_aside,
     content_is_audited_only_where_a_deployment_opts_in,
     deployments_change_without_a_restart,

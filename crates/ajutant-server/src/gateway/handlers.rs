@@ -133,6 +133,7 @@ async fn chat_completions(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Result<Caller, ApiError>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let caller = caller_or_error(caller)?;
@@ -235,7 +236,14 @@ async fn chat_completions(
         answer: String::new(),
         tool_calls: Vec::new(),
     };
-    let mut response = Response::new(Body::from_stream(sse_body(events, translator, disabled)));
+    // Dropping the translated stream cancels the upstream call, as a client hanging up does.
+    let guarded = crate::sse::guarded(
+        sse_body(events, translator, disabled),
+        crate::identity::signed_in_check(&state, &context, &headers, &caller),
+        STREAM_LIFETIME,
+        stream_ended,
+    );
+    let mut response = Response::new(Body::from_stream(guarded));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -243,6 +251,19 @@ async fn chat_completions(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The longest a streamed completion may run; past it the stream ends with an error chunk.
+const STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// How a stream cut short says so, in OpenAI's shape (the SDKs raise on a chunk with `error`).
+fn stream_ended(reason: &str) -> String {
+    let message = match reason {
+        "lifetime" => "the stream ran past its time limit",
+        _ => "the credential no longer signs in: revoked, expired or signed out",
+    };
+    let error = OpenAiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message);
+    format!("data: {}\n\n", error.body())
 }
 
 /// Turns a stream's events into `chat.completion.chunk`s, and meters the call as it goes.

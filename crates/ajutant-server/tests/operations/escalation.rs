@@ -463,3 +463,62 @@ async fn a_webhook_into_the_servers_network_is_refused(backend: Backend) {
 }
 
 both_databases!(a_webhook_into_the_servers_network_is_refused);
+
+/// An open feed ends as soon as a new request would be refused: a revoked key kept receiving
+/// the live escalations. Checked every second; the feed says why it ended, then closes.
+async fn a_revoked_keys_feed_ends_within_a_second(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = token(&app, "ada@example.org").await;
+    let created = expect(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/admin/api-keys",
+            &admin,
+            Some(json!({ "name": "ops-screen", "groups": [IT_OPS] })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let response = client()
+        .get(app.url("/api/v1/ops/escalations/stream"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut feed = EventStream::new(response);
+    assert!(feed.until("ready", Duration::from_secs(5)).await.is_some());
+    // Still open a while later: the checks pass while the key is good.
+    assert!(feed.next(Duration::from_millis(1500)).await.is_none());
+
+    let revoked = Instant::now();
+    expect(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("/api/v1/admin/api-keys/{id}"),
+            &admin,
+            None,
+        )
+        .await,
+        204,
+    )
+    .await;
+    let Some(ended) = feed.until("ended", Duration::from_secs(5)).await else {
+        panic!("the feed of a revoked key did not end");
+    };
+    let took = revoked.elapsed();
+    assert!(took < Duration::from_millis(1500), "ended after {took:?}");
+    assert_eq!(ended.data["reason"], "signed_out", "{ended:?}");
+    assert!(
+        feed.next(Duration::from_secs(2)).await.is_none(),
+        "still open"
+    );
+    app.stop().await.unwrap();
+}
+
+both_databases!(a_revoked_keys_feed_ends_within_a_second);

@@ -126,7 +126,16 @@ pub(crate) async fn post_message(
                 .await
                 .map(|event| (Ok::<_, std::convert::Infallible>(event), receiver))
         });
-        let response = crate::sse::response(body);
+        // The answer is stored whatever happens to the stream; the stream itself ends when the
+        // caller's credential does (and a little after the turn's own time limit).
+        let check = crate::identity::signed_in_check(&state, &context, &headers, &caller);
+        let lifetime = timeout + Duration::from_secs(30);
+        let response = crate::sse::response(crate::sse::guarded(
+            body,
+            check,
+            lifetime,
+            crate::sse::ended,
+        ));
         return Ok(response);
     }
     // Not streaming: keep the channel drained so the answer is not cut short, then answer

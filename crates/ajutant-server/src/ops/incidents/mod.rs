@@ -29,6 +29,8 @@ use crate::request::RequestContext;
 
 /// A comment line sent on an idle feed, so proxies and clients keep the connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The longest one connection to the feed stays open; the browser's EventSource reconnects.
+const FEED_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IncidentView {
@@ -256,7 +258,8 @@ use crate::sse::event as sse;
 /// The live feed for IT operations, as Server-Sent Events: `ready` once subscribed, then
 /// `escalation` (an incident opened, with the incident), `incident` (one changed) and `switch`
 /// (a kill switch flipped), from every instance; `lagged` when this client fell behind and
-/// should reload the lists.
+/// should reload the lists; `ended` (with `reason`: `signed_out`, `not_allowed`, `lifetime`)
+/// when the caller may no longer follow it, checked every second, or after an hour.
 #[utoipa::path(operation_id = "escalation_stream", get, path = "/api/v1/ops/escalations/stream", tag = "operations",
     responses((status = 200, description = "text/event-stream"),
         (status = 404, description = "Not for the caller", body = Problem)))]
@@ -264,8 +267,31 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     service::follow(&Guard::new(&state, &context, &caller)).await?;
+    let still_allowed = {
+        let state = state.clone();
+        let context = context.clone();
+        let principal = caller.principal.id.clone();
+        move || {
+            let (state, context, headers, principal) = (
+                state.clone(),
+                context.clone(),
+                headers.clone(),
+                principal.clone(),
+            );
+            async move {
+                let Some(caller) =
+                    crate::identity::still_signed_in(&state, &context, &headers, &principal).await
+                else {
+                    return Some("signed_out");
+                };
+                let guard = Guard::new(&state, &context, &caller);
+                (!service::may_follow(&guard).await).then_some("not_allowed")
+            }
+        }
+    };
     let events = state.bus.subscribe();
     let ready = sse("ready", &json!({ "trace_id": context.trace_id }));
     let body = futures::stream::once(async move { Ok::<_, Infallible>(ready) }).chain(
@@ -286,7 +312,12 @@ pub(crate) async fn stream(
             }
         }),
     );
-    Ok(crate::sse::response(body))
+    Ok(crate::sse::response(crate::sse::guarded(
+        body,
+        still_allowed,
+        FEED_LIFETIME,
+        crate::sse::ended,
+    )))
 }
 
 /// An operations event as the feed shows it: the incident or switch as it is now.

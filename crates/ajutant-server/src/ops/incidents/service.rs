@@ -186,6 +186,14 @@ pub(crate) async fn change(
 }
 
 /// Allows following the live feed of escalations, incidents and switches.
+/// Whether the caller may still follow the feed (recording nothing: checked every second).
+pub(crate) async fn may_follow(guard: &Guard<'_>) -> bool {
+    guard
+        .allows(&Action::HandleIncidents)
+        .await
+        .unwrap_or(false)
+}
+
 pub(crate) async fn follow(guard: &Guard<'_>) -> Result<(), ApiError> {
     guard
         .require(&Action::HandleIncidents, "escalations")
