@@ -360,6 +360,15 @@ pub enum ChainBreakReason {
     Altered,
     #[error("the record cannot be read: {0}")]
     Unreadable(String),
+    #[error(
+        "its hash differs from the signed checkpoint of this position: a record up to here was \
+         rewritten and the chain sealed again"
+    )]
+    Resealed,
+    #[error("a checkpoint of this position is not signed with the checkpoint key: it was forged")]
+    ForgedCheckpoint,
+    #[error("the record is signed in a checkpoint but no longer exists: the chain was cut")]
+    Cut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

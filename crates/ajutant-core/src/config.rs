@@ -166,11 +166,22 @@ impl Default for TelemetryConfig {
 pub struct AuditConfig {
     /// Most records written in one transaction by the group-commit writer.
     pub max_batch: usize,
+    /// The key (hex, at least 32 bytes) that signs checkpoints of the chain's head, held
+    /// outside the database: a mounted secret in production, shared by every replica. Unset:
+    /// with SQLite a key is made beside the database file (`<file>.audit-key`); with
+    /// PostgreSQL nothing is signed, and a rewritten, re-sealed chain cannot be told apart.
+    pub checkpoint_key_file: Option<std::path::PathBuf>,
+    /// How often the head is signed (and at shutdown).
+    pub checkpoint_every_secs: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { max_batch: 512 }
+        Self {
+            max_batch: 512,
+            checkpoint_key_file: None,
+            checkpoint_every_secs: 60,
+        }
     }
 }
 
@@ -246,6 +257,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.audit.max_batch) {
             problems.push("audit.max_batch must be between 1 and 4096".to_owned());
+        }
+        if self.audit.checkpoint_every_secs == 0 {
+            problems.push("audit.checkpoint_every_secs must be greater than 0".to_owned());
         }
         problems.extend(self.identity_problems());
         problems.extend(self.deployment_problems());

@@ -8,6 +8,7 @@ pub mod text_enum;
 pub mod assistant;
 pub mod audit;
 pub mod audit_action;
+pub mod audit_checkpoint;
 pub mod audit_export;
 pub mod chat;
 pub mod config;

@@ -5,7 +5,7 @@
 mod access;
 pub mod app;
 mod assistants;
-mod audit;
+pub mod audit;
 mod chat;
 mod demo;
 mod feedback;
@@ -62,6 +62,8 @@ pub struct AppState {
     pub(crate) egress: ajutant_egress::Egress,
     /// Refused credentials counted per address and reason, so a flood costs few records.
     pub(crate) refusals: identity::refusals::Ledger,
+    /// Signs checkpoints of the audit chain; `None` when no key is configured (PostgreSQL).
+    pub(crate) checkpoint_key: Option<ajutant_core::audit_checkpoint::CheckpointKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ pub enum ServeError {
     Identity(#[from] identity::IdentityError),
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    CheckpointKey(#[from] audit::checkpoints::CheckpointKeyError),
     #[error("invalid role binding in the configuration: {0}")]
     RoleBinding(String),
 }
@@ -141,6 +145,13 @@ pub async fn run(
         );
     }
 
+    let checkpoint_key = audit::checkpoints::key(&config, true)?;
+    if checkpoint_key.is_none() {
+        tracing::warn!(
+            "no audit.checkpoint_key_file: the audit chain's head is not signed, so a chain \
+             rewritten and sealed again would still verify"
+        );
+    }
     let state = AppState {
         store: store.clone(),
         audit: audit.clone(),
@@ -155,6 +166,7 @@ pub async fn run(
         tasks: tasks::Tasks::default(),
         egress: ajutant_egress::Egress::new(&config.egress.allow_hosts),
         refusals: identity::refusals::Ledger::default(),
+        checkpoint_key: checkpoint_key.clone(),
     };
     if let Err(error) = demo::seed(&state).await {
         tracing::error!(%error, "cannot seed the demo assistant");
@@ -182,6 +194,14 @@ pub async fn run(
     for n in 0..config.notifications.senders {
         let sender = format!("{}/{}/notify/{n}", address, uuid::Uuid::now_v7());
         workers.spawn(notify::work(state.clone(), sender, workers_stop.clone()));
+    }
+    if let Some(key) = &checkpoint_key {
+        workers.spawn(audit::checkpoints::sign_periodically(
+            store.clone(),
+            key.clone(),
+            Duration::from_secs(config.audit.checkpoint_every_secs),
+            workers_stop.clone(),
+        ));
     }
     let refusals = state.refusals.clone();
     workers.spawn(
@@ -235,6 +255,10 @@ pub async fn run(
     .with_details(serde_json::json!({ "listen": address.to_string() }));
     if let Err(error) = audit.append(stopped).await {
         tracing::error!(%error, "cannot record the stop in the audit trail");
+    }
+    // The stop, with everything before it, is covered by the last checkpoint.
+    if let Some(key) = &checkpoint_key {
+        audit::checkpoints::sign_head(&store, key).await;
     }
     stop_watching.notify_one();
     let _ = stop_workers.send(true);

@@ -162,6 +162,28 @@ async fn start_and_stop_are_in_the_audit_trail(backend: Backend) {
         store.verify_audit_chain().await.unwrap(),
         ajutant_store::ChainStatus::Intact { records: 2, .. }
     ));
+    // The stop is covered by a signed checkpoint: with SQLite the key was made beside the
+    // database file; PostgreSQL without a configured key signs nothing.
+    let checkpoints = store.audit_checkpoints().await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            assert_eq!(
+                checkpoints.last().map(|c| c.seq),
+                Some(2),
+                "{checkpoints:?}"
+            );
+            let file = database.url().trim_start_matches("sqlite://").to_owned() + ".audit-key";
+            let key = ajutant_core::audit_checkpoint::CheckpointKey::from_hex(
+                &std::fs::read_to_string(file).unwrap(),
+            )
+            .unwrap();
+            assert!(matches!(
+                store.verify_audit_chain_signed(&key).await.unwrap(),
+                ajutant_store::ChainStatus::Intact { checkpoints: 1, .. }
+            ));
+        }
+        Backend::Postgres => assert!(checkpoints.is_empty(), "{checkpoints:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

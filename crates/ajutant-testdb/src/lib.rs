@@ -151,7 +151,9 @@ impl TestDatabase {
         let bypass = match self.backend {
             Backend::Sqlite => {
                 "DROP TRIGGER IF EXISTS audit_events_refuse_update; \
-                 DROP TRIGGER IF EXISTS audit_events_refuse_delete;"
+                 DROP TRIGGER IF EXISTS audit_events_refuse_delete; \
+                 DROP TRIGGER IF EXISTS audit_checkpoints_refuse_update; \
+                 DROP TRIGGER IF EXISTS audit_checkpoints_refuse_delete;"
             }
             Backend::Postgres => "SET session_replication_role = replica;",
         };

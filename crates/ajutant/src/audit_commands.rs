@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use ajutant_core::audit::{AuditRecord, ChainHash};
+use ajutant_core::audit_checkpoint::CheckpointKey;
 use ajutant_core::audit_export::{self, ExportedRecord};
 use ajutant_store::{ChainStatus, Store};
 use anyhow::Context;
@@ -33,9 +34,23 @@ fn parse_hash(text: &str) -> Result<ChainHash, String> {
     ChainHash::from_hex(text).ok_or_else(|| format!("{text:?} is not a SHA-256 hash in hex"))
 }
 
-pub async fn verify(store: Store, args: VerifyArgs) -> anyhow::Result<Verdict> {
-    let (records, head) = match store.verify_audit_chain().await? {
-        ChainStatus::Intact { records, head } => (records, head),
+/// Verifies the chain, and with `key` (`audit.checkpoint_key_file`, or the embedded default's
+/// key file beside the SQLite database) every signed checkpoint.
+pub async fn verify(
+    store: Store,
+    args: VerifyArgs,
+    key: Option<CheckpointKey>,
+) -> anyhow::Result<Verdict> {
+    let status = match &key {
+        Some(key) => store.verify_audit_chain_signed(key).await?,
+        None => store.verify_audit_chain().await?,
+    };
+    let (records, head, checkpoints) = match status {
+        ChainStatus::Intact {
+            records,
+            head,
+            checkpoints,
+        } => (records, head, checkpoints),
         ChainStatus::Broken(broken) => return Ok(Verdict::Broken(broken.to_string())),
     };
     for anchor in &args.anchor {
@@ -46,8 +61,12 @@ pub async fn verify(store: Store, args: VerifyArgs) -> anyhow::Result<Verdict> {
             )));
         }
     }
+    let signed = match key {
+        Some(_) => format!("{checkpoints} signed checkpoints in place"),
+        None => "no checkpoint key, so a rewritten and re-sealed chain is not detected".to_owned(),
+    };
     Ok(Verdict::Intact(format!(
-        "audit chain intact: {records} records, head hash {head}\n"
+        "audit chain intact: {records} records, head hash {head}; {signed}\n"
     )))
 }
 

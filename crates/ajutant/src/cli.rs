@@ -156,7 +156,12 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Migrate => report(with_runtime(&config, migrate)),
         Command::Audit(AuditCommand::Verify(args)) => {
-            match with_runtime(&config, |store| audit_commands::verify(store, args)) {
+            // Never made here: a key that is missing was never used to sign anything.
+            let key = match ajutant_server::audit::checkpoints::key(&config, false) {
+                Ok(key) => key,
+                Err(error) => return report(Err(error.into())),
+            };
+            match with_runtime(&config, |store| audit_commands::verify(store, args, key)) {
                 Ok(Verdict::Intact(message)) => write_stdout(&message),
                 Ok(Verdict::Broken(message)) => {
                     let _ = writeln!(std::io::stderr(), "{message}");

@@ -146,7 +146,108 @@ async fn trail_of(backend: Backend, count: usize) -> TestDatabase {
     database
 }
 
+/// With the triggers out of the way, record 21 is rewritten and every later hash recomputed:
+/// the chain alone verifies again (as it did on main), the signed checkpoint does not; nor does
+/// a checkpoint rewritten to match, nor a tail cut off behind a checkpoint.
+async fn a_resealed_chain_fails_against_the_signed_checkpoint(backend: Backend) {
+    use ajutant_core::audit_checkpoint::CheckpointKey;
+    let folder = tempfile::tempdir().unwrap();
+    let key_file = folder.path().join("audit.key");
+    std::fs::write(&key_file, "5e".repeat(32)).unwrap();
+    let key = CheckpointKey::from_hex(&"5e".repeat(32)).unwrap();
+    let database = trail_of(backend, 30).await;
+    let store = database.store().await.unwrap();
+    let (seq, hash) = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(seq, 30);
+    let signed = key.sign(seq, hash, 1_800_000_000).unwrap();
+    assert!(store.put_audit_checkpoint(&signed).await.unwrap());
+    let verify = |with_key: bool| {
+        let mut command = ajutant(&["audit", "verify", "--database-url", database.url()]);
+        if with_key {
+            command.env("AJUTANT_AUDIT__CHECKPOINT_KEY_FILE", &key_file);
+        }
+        command
+    };
+    let (code, stdout, stderr) = run(&mut verify(true));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 signed checkpoints in place"), "{stdout}");
+    // Checkpoints are append-only like the trail (until the guards are dropped below).
+    let refused = database
+        .execute("DELETE FROM audit_checkpoints")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+
+    // Re-seal: record 21 says something else, and every hash from it on is recomputed.
+    let mut records = store.audit_page(20, None, 100).await.unwrap();
+    let mut prev = records[0].prev_hash;
+    for (n, record) in records.iter_mut().enumerate() {
+        if n == 0 {
+            record.details = r#"{"n":"forged"}"#.to_owned();
+        }
+        record.prev_hash = prev;
+        record.hash = record.expected_hash();
+        prev = record.hash;
+        database
+            .execute_bypassing_guards(&format!(
+                "UPDATE audit_events SET details = '{}', prev_hash = '{}', hash = '{}' \
+                 WHERE seq = {}",
+                record.details,
+                record.prev_hash.to_hex(),
+                record.hash.to_hex(),
+                record.seq
+            ))
+            .await
+            .unwrap();
+    }
+    let (code, stdout, stderr) = run(&mut verify(false));
+    assert_eq!(
+        code, 0,
+        "without the key a re-sealed chain still verifies: {stderr}"
+    );
+    assert!(stdout.contains("no checkpoint key"), "{stdout}");
+    let (code, _, stderr) = run(&mut verify(true));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("broken at record 30"), "{stderr}");
+    assert!(stderr.contains("sealed again"), "{stderr}");
+
+    // Rewriting the checkpoint to match needs the key.
+    database
+        .execute_bypassing_guards(&format!(
+            "UPDATE audit_checkpoints SET hash = '{}' WHERE seq = 30",
+            prev.to_hex()
+        ))
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&mut verify(true));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("forged"), "{stderr}");
+
+    // A tail cut behind a checkpoint.
+    database
+        .execute_bypassing_guards(&format!(
+            "DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints \
+             (seq, hash, signed_at, signature) VALUES (30, '{}', {}, '{}')",
+            prev.to_hex(),
+            1_800_000_000,
+            key.sign(30, prev, 1_800_000_000).unwrap().signature
+        ))
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&mut verify(true));
+    assert_eq!(code, 0, "{stderr}");
+    database
+        .execute_bypassing_guards("DELETE FROM audit_events WHERE seq > 25")
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&mut verify(true));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no longer exists"), "{stderr}");
+    store.close().await;
+}
+
 both_databases!(
+    a_resealed_chain_fails_against_the_signed_checkpoint,
     audit_verify_names_the_first_altered_record,
     audit_export_writes_jsonl_and_csv_from_a_time,
     serve_answers_then_stops_cleanly_on_sigterm,
@@ -172,7 +273,7 @@ async fn audit_verify_names_the_first_altered_record(backend: Backend) {
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = run(verify().args(["--anchor", &anchor_at_20]));
     assert_eq!(code, 0, "{stderr}");
-    let head_of_30 = stdout.split("head hash ").nth(1).unwrap().trim().to_owned();
+    let head_of_30 = stdout.split("head hash ").nth(1).unwrap()[..64].to_owned();
     let (code, _, stderr) = run(verify().args(["--anchor", &head_of_30]));
     assert_eq!(code, 1, "{stderr}");
     assert!(

@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod checkpoints;
 pub(crate) mod service;
 
 use crate::AppState;
@@ -274,6 +275,9 @@ pub struct AuditVerification {
     pub records: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// Signed checkpoints found in place; `null` when the server holds no checkpoint key, so a
+    /// rewritten and re-sealed chain could not be told apart.
+    pub checkpoints: Option<usize>,
     /// For a broken chain: the first record that does not fit, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken_at: Option<i64>,
@@ -292,11 +296,17 @@ async fn audit_verify(
 ) -> Result<Json<AuditVerification>, ApiError> {
     let guard = Guard::new(&state, &context, &caller);
     let status = service::verify(&guard).await?;
+    let signed = state.checkpoint_key.is_some();
     Ok(Json(match status {
-        ChainStatus::Intact { records, head } => AuditVerification {
+        ChainStatus::Intact {
+            records,
+            head,
+            checkpoints,
+        } => AuditVerification {
             status: "intact".to_owned(),
             records,
             head: Some(head.to_hex()),
+            checkpoints: signed.then_some(checkpoints),
             broken_at: None,
             reason: None,
         },
@@ -304,6 +314,7 @@ async fn audit_verify(
             status: "broken".to_owned(),
             records: broken.seq - 1,
             head: None,
+            checkpoints: None,
             broken_at: Some(broken.seq),
             reason: Some(broken.reason.to_string()),
         },

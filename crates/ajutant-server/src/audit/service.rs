@@ -90,8 +90,13 @@ pub(crate) async fn export(
     filters.query(None, EXPORT_PAGE)
 }
 
-/// Verifies the hash chain from the first record to the last.
+/// Verifies the hash chain from the first record to the last, and the signed checkpoints when
+/// this server holds the key.
 pub(crate) async fn verify(guard: &Guard<'_>) -> Result<ChainStatus, ApiError> {
     guard.require(&Action::VerifyAudit, "audit").await?;
-    Ok(guard.state.store.verify_audit_chain().await?)
+    let store = &guard.state.store;
+    Ok(match &guard.state.checkpoint_key {
+        Some(key) => store.verify_audit_chain_signed(key).await?,
+        None => store.verify_audit_chain().await?,
+    })
 }

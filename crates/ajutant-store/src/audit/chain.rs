@@ -5,6 +5,7 @@ use ajutant_core::audit::{
     Actor, ActorKind, AuditRecord, ChainBreak, ChainBreakReason, ChainHash, ChainVerifier, Outcome,
     RequestOrigin,
 };
+use ajutant_core::audit_checkpoint::{Checkpoint, CheckpointKey};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -55,6 +56,8 @@ pub enum ChainStatus {
     Intact {
         records: i64,
         head: ChainHash,
+        /// Signed checkpoints found in place (0 when verified without the key).
+        checkpoints: usize,
     },
     Broken(ChainBreak),
 }
@@ -100,6 +103,34 @@ impl Store {
 
     /// Walks the whole chain in pages and reports the first record that does not fit.
     pub async fn verify_audit_chain(&self) -> Result<ChainStatus, StoreError> {
+        self.verify_chain(None).await
+    }
+
+    /// Verifies the chain and, with `key`, every signed checkpoint: each must carry the key's
+    /// signature, and the record at its position must still have the signed hash (else the
+    /// chain was rewritten and sealed again) and still exist (else its tail was cut).
+    pub async fn verify_audit_chain_signed(
+        &self,
+        key: &CheckpointKey,
+    ) -> Result<ChainStatus, StoreError> {
+        self.verify_chain(Some(key)).await
+    }
+
+    async fn verify_chain(&self, key: Option<&CheckpointKey>) -> Result<ChainStatus, StoreError> {
+        let mut signed = std::collections::BTreeMap::new();
+        if let Some(key) = key {
+            for checkpoint in self.audit_checkpoints().await? {
+                if !key.verifies(&checkpoint) {
+                    return Ok(ChainStatus::Broken(ChainBreak {
+                        seq: checkpoint.seq,
+                        id: Uuid::nil(),
+                        reason: ChainBreakReason::ForgedCheckpoint,
+                    }));
+                }
+                signed.insert(checkpoint.seq, checkpoint.hash);
+            }
+        }
+        let mut checkpoints = 0;
         let mut verifier = ChainVerifier::default();
         loop {
             let (after, _) = verifier.head();
@@ -116,14 +147,105 @@ impl Store {
             };
             if page.is_empty() {
                 let (records, head) = verifier.head();
-                return Ok(ChainStatus::Intact { records, head });
+                if let Some((&seq, _)) = signed.range(records + 1..).next() {
+                    return Ok(ChainStatus::Broken(ChainBreak {
+                        seq,
+                        id: Uuid::nil(),
+                        reason: ChainBreakReason::Cut,
+                    }));
+                }
+                return Ok(ChainStatus::Intact {
+                    records,
+                    head,
+                    checkpoints,
+                });
             }
             for record in &page {
                 if let Err(broken) = verifier.check(record) {
                     return Ok(ChainStatus::Broken(broken));
                 }
+                if let Some(hash) = signed.get(&record.seq) {
+                    if *hash != record.hash {
+                        return Ok(ChainStatus::Broken(ChainBreak {
+                            seq: record.seq,
+                            id: record.id,
+                            reason: ChainBreakReason::Resealed,
+                        }));
+                    }
+                    checkpoints += 1;
+                }
             }
         }
+    }
+
+    /// Adds a signed checkpoint; `false` when that position was signed already (by another
+    /// instance).
+    pub async fn put_audit_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool, StoreError> {
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(checkpoint.seq)
+            .bind(checkpoint.hash.to_hex())
+            .bind(checkpoint.signed_at)
+            .bind(&checkpoint.signature)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(inserted > 0)
+    }
+
+    /// Every signed checkpoint, in chain order.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<(i64, String, i64, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(seq, hash, signed_at, signature)| {
+                let hash = ChainHash::from_hex(&hash).ok_or_else(|| StoreError::Invalid {
+                    what: format!("audit checkpoint {seq} has a malformed hash"),
+                })?;
+                Ok(Checkpoint {
+                    seq,
+                    hash,
+                    signed_at,
+                    signature,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest signed position, if any.
+    pub async fn latest_audit_checkpoint_seq(&self) -> Result<Option<i64>, StoreError> {
+        let seq = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(seq)
+    }
+
+    /// The last record's position and hash, if there is one.
+    pub async fn audit_head(&self) -> Result<Option<(i64, ChainHash)>, StoreError> {
+        let row: Option<(i64, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(seq, hash)| {
+            ChainHash::from_hex(&hash)
+                .map(|hash| (seq, hash))
+                .ok_or_else(|| StoreError::Invalid {
+                    what: format!("audit record {seq} has a malformed hash"),
+                })
+        })
+        .transpose()
     }
 
     /// The position of the record whose hash is `hash`, if the chain holds it.
