@@ -32,7 +32,9 @@ pub const EXAMPLE: &str = include_str!("../config.example.toml");
 
 /// Environment variables that are flags' plain aliases (read by the CLI, not by the nested
 /// `AJUTANT_*` layer), so that layer must not mistake them for keys.
-const FLAG_VARIABLES: &[&str] = &["CONFIG", "LISTEN", "DATABASE_URL"];
+/// `SERVER` and `API_KEY` are the client commands' (`kill`, `switches`, `revive`, `ingest`): set
+/// for them, they must not stop `serve` from starting.
+const FLAG_VARIABLES: &[&str] = &["CONFIG", "LISTEN", "DATABASE_URL", "SERVER", "API_KEY"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -555,6 +557,20 @@ mod tests {
     fn an_unknown_environment_key_is_an_error_that_names_it() {
         let err = load("", &[("AJUTANT_SERVER__TIMEOUT", "3")]).unwrap_err();
         assert!(err.to_string().contains("`timeout`"), "{err}");
+    }
+
+    #[test]
+    fn the_client_commands_variables_are_not_configuration() {
+        // Set for `ajutant kill` or `ajutant ingest`, these made `serve` refuse to start.
+        let config = load(
+            "",
+            &[
+                ("AJUTANT_SERVER", "http://127.0.0.1:8080"),
+                ("AJUTANT_API_KEY", "ajk_0123456789_x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
     }
 
     #[test]
