@@ -313,6 +313,18 @@ impl Config {
             .iter()
             .filter_map(|seed| seed.binding().err())
             .collect();
+        if identity.provider == IdentityProviderKind::Development
+            && !self.server.listen.ip().is_loopback()
+            && !identity.development.allow_network
+        {
+            problems.push(format!(
+                "the development identity provider lets anyone who reaches it sign in as any demo \
+                 user, Ada Admin included, and server.listen is {}, not loopback: listen on \
+                 127.0.0.1, configure provider = \"oidc\", or set \
+                 identity.development.allow_network = true for a demo on a trusted network",
+                self.server.listen
+            ));
+        }
         if identity.provider == IdentityProviderKind::Oidc {
             let oidc = &identity.oidc;
             if oidc.issuer.trim().is_empty() {
@@ -557,6 +569,19 @@ mod tests {
     fn an_unknown_environment_key_is_an_error_that_names_it() {
         let err = load("", &[("AJUTANT_SERVER__TIMEOUT", "3")]).unwrap_err();
         assert!(err.to_string().contains("`timeout`"), "{err}");
+    }
+
+    #[test]
+    fn the_development_provider_stays_on_loopback_unless_allowed() {
+        let err = load("[server]\nlisten = \"0.0.0.0:8080\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("allow_network"), "{err}");
+        let config = load(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[identity.development]\nallow_network = true\n",
+            &[],
+        )
+        .unwrap();
+        assert!(config.identity.development.allow_network);
+        assert!(load("[server]\nlisten = \"[::1]:8080\"\n", &[]).is_ok());
     }
 
     #[test]

@@ -159,6 +159,9 @@ pub struct ScimConfig {
 pub struct DevelopmentIdpConfig {
     pub groups: Vec<DemoGroup>,
     pub users: Vec<DemoUser>,
+    /// Serve it on an address other than loopback. Anyone who reaches it signs in as any demo
+    /// user, Ada Admin included, so only for a demo on a network every member of is trusted.
+    pub allow_network: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +236,7 @@ impl Default for DevelopmentIdpConfig {
                     &[DEMO_EMPLOYEES, DEMO_ADMINS],
                 ),
             ],
+            allow_network: false,
         }
     }
 }
