@@ -597,3 +597,197 @@ both_databases!(
     scim_deprovisioning_ends_sessions_and_keys_within_a_second,
     the_audit_api_filters_and_pages,
 );
+
+/// Hostile and malformed input, as an admin (so access is not why it is refused): every case is
+/// a 4xx in the API's error shape (a problem; OpenAI's on `/v1`), never a 5xx, and the server
+/// still answers afterwards. Ids with NUL, traversal, SQL, emoji or 5,000 characters; broken,
+/// mistyped, oversized and mislabelled bodies; bad query parameters.
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = access_token(&app, &demo_user("ada@example.org"))
+        .await
+        .unwrap();
+    let created = client()
+        .post(app.url("/api/v1/assistants"))
+        .bearer_auth(&admin)
+        .json(&json!({ "id": "helpdesk", "name": "Helpdesk", "deployment": "offline",
+                       "access": { "scope": "organisation" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let conversation: Value = client()
+        .post(app.url("/api/v1/conversations"))
+        .bearer_auth(&admin)
+        .json(&json!({ "assistant_id": "helpdesk" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation = conversation["id"].as_str().unwrap().to_owned();
+    let long = "a".repeat(5000);
+    let ids = [
+        "%00",
+        "abc%00def",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "1'%20OR%20'1'%3D'1",
+        "%F0%9F%92%A9",
+        long.as_str(),
+    ];
+    let mut cases: Vec<(Method, String, Option<(&str, Vec<u8>)>)> = Vec::new();
+    for id in ids {
+        for path in [
+            format!("/api/v1/conversations/{id}"),
+            format!("/api/v1/collections/{id}"),
+            format!("/api/v1/assistants/{id}"),
+            format!("/api/v1/ingestion-jobs/{id}"),
+            format!("/api/v1/messages/{id}/feedback"),
+            format!("/api/v1/ops/incidents/{id}"),
+        ] {
+            cases.push((Method::GET, path, None));
+        }
+    }
+    let json_body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
+    let huge = format!("{{\"assistant_id\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    for body in [
+        json_body("{"),
+        json_body("[]"),
+        json_body("null"),
+        json_body("{}"),
+        json_body(r#"{"assistant_id": 5}"#),
+        json_body(r#"{"assistant_id": "helpdesk", "extra": 1}"#),
+        json_body("{\"assistant_id\": \"help\\u0000desk\"}"),
+        json_body(&huge),
+        Some(("text/plain", br#"{"assistant_id": "helpdesk"}"#.to_vec())),
+        Some(("", br#"{"assistant_id": "helpdesk"}"#.to_vec())),
+        Some(("application/json", vec![0xff, 0xfe, 0x00])),
+    ] {
+        cases.push((Method::POST, "/api/v1/conversations".to_owned(), body));
+    }
+    let messages = format!("/api/v1/conversations/{conversation}/messages");
+    for body in [
+        json_body(r#"{"content": ""}"#),
+        json_body(r#"{"content": 42}"#),
+        json_body(r#"{"content": ["a"]}"#),
+        json_body(r#"{}"#),
+        json_body("{\"content\": \"hi\", \"role\": \"system\"}"),
+    ] {
+        cases.push((Method::POST, messages.clone(), body));
+    }
+    for body in [
+        json_body(r#"{"helpful": "yes"}"#),
+        json_body(r#"{"helpful": false, "categories": ["nope"]}"#),
+        json_body(r#"{"helpful": false, "time_saved_minutes": -5}"#),
+    ] {
+        cases.push((
+            Method::POST,
+            "/api/v1/messages/01a24290-0000-7000-8000-000000000000/feedback".to_owned(),
+            body,
+        ));
+    }
+    for body in [
+        json_body(r#"{"name": "", "access": {"scope": "organisation"}}"#),
+        json_body(r#"{"name": "x", "access": {"scope": "galaxy"}}"#),
+        json_body(r#"{"name": "x", "access": {"scope": "groups", "groups": []}}"#),
+        json_body(&format!(
+            r#"{{"name": "{}", "access": {{"scope": "organisation"}}}}"#,
+            "n".repeat(1000)
+        )),
+        json_body(r#"{"name": "x", "access": {"scope": "organisation"}, "source": "/etc"}"#),
+    ] {
+        cases.push((Method::POST, "/api/v1/collections".to_owned(), body));
+    }
+    for query in [
+        "/api/v1/audit?limit=-1",
+        "/api/v1/audit?limit=abc",
+        "/api/v1/audit?cursor=%00garbage",
+        "/api/v1/audit?since=yesterday",
+        "/api/v1/usage?from=not-a-date",
+        "/api/v1/usage?by=planet",
+        "/api/v1/conversations?limit=99999",
+        "/api/v1/conversations?cursor=170141183460469231731687303715884105727~x",
+    ] {
+        cases.push((Method::GET, query.to_owned(), None));
+    }
+    for body in [
+        json_body("{"),
+        json_body(r#"{"messages": []}"#),
+        json_body(r#"{"model": "offline", "messages": "hi"}"#),
+        json_body(r#"{"model": "offline", "messages": [{"role": "wizard", "content": "x"}]}"#),
+        json_body(
+            r#"{"model": "offline", "temperature": "hot", "messages": [{"role": "user", "content": "x"}]}"#,
+        ),
+        json_body(
+            r#"{"model": "offline", "n": 3, "messages": [{"role": "user", "content": "x"}]}"#,
+        ),
+        json_body(r#"{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}"#),
+    ] {
+        cases.push((Method::POST, "/v1/chat/completions".to_owned(), body));
+    }
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+
+    for (method, path, body) in &cases {
+        let mut request = client()
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&admin);
+        if let Some((content_type, bytes)) = body {
+            if !content_type.is_empty() {
+                request = request.header("content-type", *content_type);
+            }
+            request = request.body(bytes.clone());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.unwrap_or_default();
+        let shown = &path[..path.len().min(80)];
+        assert!(
+            (400..500).contains(&status),
+            "{method} {shown}: {status} {}",
+            &text[..text.len().min(300)]
+        );
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if path.starts_with("/v1/") {
+            assert!(
+                body["error"]["message"].is_string(),
+                "{method} {shown}: {text}"
+            );
+        } else {
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{method} {shown}: {text}"
+            );
+            assert!(
+                body["detail"].is_string() || status == 404,
+                "{method} {shown}: {text}"
+            );
+        }
+    }
+    // Nothing was created by any of it, and the server still answers.
+    let listed: Value = client()
+        .get(app.url("/api/v1/conversations"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversations = listed["conversations"]
+        .as_array()
+        .or_else(|| listed["items"].as_array())
+        .or_else(|| listed.as_array())
+        .map(Vec::len);
+    assert_eq!(conversations, Some(1), "{listed}");
+    app.stop().await.unwrap();
+}
+
+both_databases!(bad_input_gets_a_clear_4xx_and_changes_nothing);
