@@ -598,6 +598,9 @@ both_databases!(
     the_audit_api_filters_and_pages,
 );
 
+/// A request: method, path, and a body with its content type (empty: none sent).
+type BadCase<'a> = (Method, String, Option<(&'a str, Vec<u8>)>);
+
 /// Hostile and malformed input, as an admin (so access is not why it is refused): every case is
 /// a 4xx in the API's error shape (a problem; OpenAI's on `/v1`), never a 5xx, and the server
 /// still answers afterwards. Ids with NUL, traversal, SQL, emoji or 5,000 characters; broken,
@@ -610,8 +613,10 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(backend: Backend) {
     let created = client()
         .post(app.url("/api/v1/assistants"))
         .bearer_auth(&admin)
-        .json(&json!({ "id": "helpdesk", "name": "Helpdesk", "deployment": "offline",
-                       "access": { "scope": "organisation" } }))
+        .json(
+            &json!({ "id": "helpdesk", "name": "Helpdesk", "deployment": "offline",
+                       "access": { "scope": "organisation" } }),
+        )
         .send()
         .await
         .unwrap();
@@ -637,7 +642,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing(backend: Backend) {
         "%F0%9F%92%A9",
         long.as_str(),
     ];
-    let mut cases: Vec<(Method, String, Option<(&str, Vec<u8>)>)> = Vec::new();
+    let mut cases: Vec<BadCase> = Vec::new();
     for id in ids {
         for path in [
             format!("/api/v1/conversations/{id}"),

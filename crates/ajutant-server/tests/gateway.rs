@@ -804,7 +804,44 @@ async fn a_revoked_key_loses_its_stream_within_a_second(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// A fallback is a deployment like any: a call whose first deployment is down goes on only to
+/// fallbacks the caller may call and that are enabled. The gateway skipped both checks, so a
+/// failing public deployment handed callers to a restricted or switched-off one.
+async fn fallbacks_keep_their_grants_and_switches(backend: Backend) {
+    let upstream = FakeUpstream::start().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        configure(config, &upstream);
+        let mut secret = fake_deployment("secret-ok", "ok", &upstream);
+        secret.groups = vec!["g-secret".to_owned()];
+        let mut disabled = fake_deployment("disabled-ok", "ok", &upstream);
+        disabled.enabled = false;
+        let mut guarded = fake_deployment("guarded-down", "down", &upstream);
+        guarded.fallbacks = vec!["secret-ok".to_owned(), "disabled-ok".to_owned()];
+        config.deployments.extend([secret, disabled, guarded]);
+    })
+    .await;
+    let key = api_key(&app).await;
+    let response = post(
+        &app,
+        &key,
+        "/v1/chat/completions",
+        chat("guarded-down", false),
+    )
+    .await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(status >= 500, "{status} {body}");
+    assert_eq!(upstream.calls("down"), 1);
+    assert_eq!(
+        upstream.calls("ok"),
+        0,
+        "a fallback the caller may not use answered"
+    );
+    app.stop().await.unwrap();
+}
+
 both_databases!(
+    fallbacks_keep_their_grants_and_switches,
     a_revoked_key_loses_its_stream_within_a_second,
     api_deployments_name_only_the_credentials_the_operator_set_aside,
     content_is_audited_only_where_a_deployment_opts_in,

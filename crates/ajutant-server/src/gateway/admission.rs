@@ -153,19 +153,23 @@ impl Gateway {
             })
     }
 
-    /// `first`, then its fallbacks in order (those that exist, offer `capability` and are
-    /// not switched off).
+    /// `first`, then its fallbacks in order: those that exist, offer `capability`, are granted
+    /// to `principal`, are enabled and are not switched off. A fallback is a deployment like
+    /// any: reaching it through another's failure must not skip what calling it directly checks.
     pub(super) fn chain(
         &self,
         first: Arc<Deployment>,
         capability: Capability,
         switches: &InForce,
+        principal: &Principal,
     ) -> Vec<Arc<Deployment>> {
         let registry = self.deployments.current();
         let mut chain = vec![Arc::clone(&first)];
         for name in &first.config.fallbacks {
             if let Some(next) = registry.get(name)
                 && next.offers(capability)
+                && next.permits(principal)
+                && next.config.enabled
                 && switches.deployment(name).is_none()
                 && !chain.iter().any(|d| d.config.name == *name)
             {

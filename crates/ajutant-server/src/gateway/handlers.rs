@@ -160,7 +160,12 @@ async fn chat_completions(
     let prompt = answer_audit
         .as_ref()
         .map(|_| prompt_for_audit(&call.request.messages));
-    let chain = gateway.chain(deployment, Capability::Chat, &state.switches.current());
+    let chain = gateway.chain(
+        deployment,
+        Capability::Chat,
+        &state.switches.current(),
+        &caller.principal,
+    );
     let origin = CallOrigin {
         context: &context,
         caller: &caller,
@@ -443,6 +448,7 @@ async fn embeddings(
         deployment,
         Capability::Embeddings,
         &state.switches.current(),
+        &caller.principal,
     );
     let span = model_span("embeddings", &chain[0]);
     let mut meter = CallMeter::new(

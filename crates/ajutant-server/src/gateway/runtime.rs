@@ -92,7 +92,7 @@ impl Gateway {
                 retry_after: e.retry_after,
             });
         }
-        Ok(self.chain(found, capability, &state.switches.current()))
+        Ok(self.chain(found, capability, &state.switches.current(), principal))
     }
 
     /// Opens a streamed chat call for `principal`, whose limits apply.
