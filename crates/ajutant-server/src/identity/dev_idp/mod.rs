@@ -471,6 +471,7 @@ mod tests {
                 email: "x@example.org".to_owned(),
                 groups: vec!["g1".to_owned()],
             }],
+            allow_network: false,
         };
         let app = router(idp(&config));
         let params = with(authorize_params(), "state", "\"><script>alert(2)</script>");
