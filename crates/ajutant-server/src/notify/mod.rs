@@ -233,9 +233,16 @@ async fn send(
         .map_err(|e| Failure::permanent(format!("cannot render the notification: {e}")))?;
     let url = url::Url::parse(target.url.expose())
         .map_err(|e| Failure::permanent(format!("the webhook's URL is not valid: {e}")))?;
-    let mut request = client
-        .request(reqwest::Method::POST, url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+    let header = |value: &str| {
+        reqwest::header::HeaderValue::from_str(value)
+            .map_err(|e| Failure::permanent(format!("cannot build the request: {e}")))
+    };
+    let headers = request.headers_mut();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
     if target.kind == WebhookKind::Generic {
         let secret = target
             .secret
@@ -246,19 +253,20 @@ async fn send(
             })?;
         // A fresh timestamp per attempt (receivers reject old ones); the id never changes.
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-        request = request
-            .header("webhook-id", &notification.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header(
-                "webhook-signature",
-                format::signature(&secret, &notification.id, timestamp, &bytes),
-            );
+        headers.insert("webhook-id", header(&notification.id)?);
+        headers.insert("webhook-timestamp", header(&timestamp.to_string())?);
+        headers.insert(
+            "webhook-signature",
+            header(&format::signature(
+                &secret,
+                &notification.id,
+                timestamp,
+                &bytes,
+            ))?,
+        );
     }
-    // The URL of a Teams or Slack webhook is its secret: errors are rendered without it.
-    // Egress errors carry no URL.
-    let request = request.body(bytes).build().map_err(|e| {
-        Failure::permanent(format!("cannot build the request: {}", e.without_url()))
-    })?;
+    *request.body_mut() = Some(bytes.into());
+    // The URL of a Teams or Slack webhook is its secret: egress errors carry no URL.
     let response = client.execute(request).await.map_err(|e| match e {
         ajutant_egress::Error::Refused(why) => Failure::permanent(why.to_string()),
         other => Failure::retry(format!("cannot reach the receiver: {other}")),

@@ -275,12 +275,11 @@ impl AzureBlobConnector {
         if let AzureBlobCredential::Sas(sas) = &self.credential {
             sas.apply(&mut url);
         }
-        let mut request = self
-            .http
-            .request(Method::GET, url)
-            .header("x-ms-version", API_VERSION)
-            .build()
-            .map_err(|e| ConnectorError::Config(format!("{shown}: {}", e.without_url())))?;
+        let mut request = reqwest::Request::new(Method::GET, url);
+        request.headers_mut().insert(
+            "x-ms-version",
+            reqwest::header::HeaderValue::from_static(API_VERSION),
+        );
         if let AzureBlobCredential::SharedKey(key) = &self.credential {
             key.sign(&mut request)?;
         }
