@@ -100,6 +100,7 @@ impl FolderConnector {
                 ConnectorError::Unreachable(format!("{}: {e}", path.display()))
             }
         })?;
+        self.opened_inside(&file, &item.key).await?;
         let mut bytes = Vec::new();
         // Read one byte past the limit so a file that grew since listing is caught too.
         file.take(max_bytes.saturating_add(1))
@@ -114,6 +115,40 @@ impl FolderConnector {
             });
         }
         Ok(bytes)
+    }
+}
+
+impl FolderConnector {
+    /// Refuses an opened file that is not a regular file inside the folder. Checked on the file
+    /// already open, not on its name, so a link swapped in after listing (for the file or a
+    /// folder above it) cannot lead outside between a check and the read. On Linux the open
+    /// file's own path comes from `/proc/self/fd`; elsewhere the name is resolved just after
+    /// opening, which narrows the race but cannot close it.
+    async fn opened_inside(&self, file: &tokio::fs::File, key: &str) -> Result<(), ConnectorError> {
+        let outside = || ConnectorError::Denied(format!("{key} leads outside the folder"));
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| ConnectorError::Unreachable(format!("{key}: {e}")))?;
+        if !meta.is_file() {
+            return Err(outside());
+        }
+        let root = tokio::fs::canonicalize(&self.root)
+            .await
+            .map_err(|e| ConnectorError::Unreachable(format!("{}: {e}", self.root.display())))?;
+        #[cfg(target_os = "linux")]
+        let real = {
+            use std::os::fd::AsRawFd;
+            tokio::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).await
+        };
+        #[cfg(not(target_os = "linux"))]
+        let real = tokio::fs::canonicalize(self.root.join(key)).await;
+        let real = real.map_err(|e| ConnectorError::Unreachable(format!("{key}: {e}")))?;
+        if real.starts_with(&root) {
+            Ok(())
+        } else {
+            Err(outside())
+        }
     }
 }
 
@@ -182,5 +217,39 @@ mod tests {
         };
         let error = folder.fetch(&climbing, 100).await.expect_err("climbs out");
         assert!(matches!(error, ConnectorError::Protocol(_)), "{error}");
+    }
+
+    /// A file, or a folder above it, swapped for a link to somewhere else between listing and
+    /// reading: what the listing did not follow, reading must not follow either.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_link_swapped_in_after_listing_is_not_followed_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("hr")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(root.join("a.txt"), "public").expect("write");
+        std::fs::write(root.join("hr/b.txt"), "public").expect("write");
+        std::fs::write(outside.join("a.txt"), "secret").expect("write");
+        std::fs::write(outside.join("b.txt"), "secret").expect("write");
+        let folder = FolderConnector::new(&root);
+        let items = folder.list().await.expect("list");
+        assert_eq!(items.len(), 2);
+
+        std::fs::remove_file(root.join("a.txt")).expect("rm");
+        std::os::unix::fs::symlink(outside.join("a.txt"), root.join("a.txt")).expect("link");
+        std::fs::remove_dir_all(root.join("hr")).expect("rm");
+        std::os::unix::fs::symlink(&outside, root.join("hr")).expect("link");
+        for item in &items {
+            let read = folder.fetch(item, 100).await;
+            assert!(
+                !matches!(&read, Ok(bytes) if bytes.as_slice() == b"secret"),
+                "{} was read from outside the folder",
+                item.key
+            );
+            let error = read.expect_err("refused");
+            assert!(error.to_string().contains("outside"), "{error}");
+        }
     }
 }
