@@ -130,13 +130,18 @@ impl Store {
                 // transaction that starts by reading, or by a DELETE that finds nothing,
                 // cannot wait when it later writes: it fails with "database is locked".
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                put_document_rows!(Sqlite, tx, id, document, acl, chunks, now);
+                put_document_rows!(Sqlite, tx, id, document, acl, chunks, now, "");
                 insert_chunks_sqlite(&mut tx, &id, &document.collection_id, chunks).await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                put_document_rows!(Postgres, tx, id, document, acl, chunks, now);
+                // FOR SHARE: a concurrent update_collection (which narrows the readers and
+                // rewrites every document's in its transaction) either finishes first, and this
+                // document gets the new readers, or waits for this one and rewrites it too.
+                // Unlocked, a document put while the readers narrowed kept the old, wider ones.
+                // (SQLite's BEGIN IMMEDIATE already serialises the two.)
+                put_document_rows!(Postgres, tx, id, document, acl, chunks, now, " FOR SHARE");
                 insert_chunks_postgres(&mut tx, &id, &document.collection_id, chunks).await?;
                 tx.commit().await?;
             }
@@ -260,20 +265,20 @@ impl Store {
 /// The shared part of [`Store::put_document`]: replace the row, its readers and its old
 /// passages. A macro because it runs on either database's transaction.
 macro_rules! put_document_rows {
-    ($db:ty, $tx:ident, $id:ident, $document:ident, $acl:ident, $chunks:ident, $now:ident) => {{
+    ($db:ty, $tx:ident, $id:ident, $document:ident, $acl:ident, $chunks:ident, $now:ident, $lock:expr) => {{
         sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND source_key = $2")
             .bind(&$document.collection_id)
             .bind(&$document.source_key)
             .execute(&mut *$tx)
             .await?;
-        let collection_readers: String =
-            sqlx::query_scalar("SELECT readers FROM collections WHERE id = $1")
-                .bind(&$document.collection_id)
-                .fetch_optional(&mut *$tx)
-                .await?
-                .ok_or_else(|| StoreError::Conflict {
-                    what: format!("collection {} no longer exists", $document.collection_id),
-                })?;
+        let readers_query = format!("SELECT readers FROM collections WHERE id = $1{}", $lock);
+        let collection_readers: String = sqlx::query_scalar(&readers_query)
+            .bind(&$document.collection_id)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .ok_or_else(|| StoreError::Conflict {
+                what: format!("collection {} no longer exists", $document.collection_id),
+            })?;
         let collection_readers = json_list(&collection_readers, "collection readers")?;
         sqlx::query(
             "INSERT INTO documents (id, collection_id, source_key, title, kind, size_bytes, \
