@@ -41,6 +41,23 @@ impl Drop for Azurite {
     }
 }
 
+/// A port free a moment ago, never the same twice in this process. Azurite cannot be told to
+/// pick one and report it; with ports from the kernel's pick, two tests starting at once could
+/// be handed the same one, and the loser's readiness probe then reached the winner's Azurite,
+/// which was gone when the winner's test ended (a flaky "connection refused").
+fn distinct_free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Below the kernel's ephemeral range (32768 and up on Linux), offset per process.
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 2_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Azurite {
     async fn start() -> Azurite {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -50,11 +67,7 @@ impl Azurite {
             "Azurite is not installed at {}: run scripts/prepare-test-services",
             program.display()
         );
-        // A port free a moment ago; Azurite cannot be told to pick one and report it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = distinct_free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("azurite.log")).expect("log file");
         let child = Command::new(&program)

@@ -34,7 +34,7 @@ pub(crate) fn response(
 pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `body`, ended with `ending(reason)` (an `ended` event: [`ended`]) when `still_allowed`
-/// stops saying `None` (checked every [`RECHECK`], first at once) or after `lifetime`. A revoked key, an ended session or a
+/// stops saying `None` (checked every [`RECHECK`]) or after `lifetime`. A revoked key, an ended session or a
 /// removed role ends a stream as fast as it refuses a new request; the cap means no stream
 /// outlives its credential by being left open (clients reconnect, and are checked anew).
 pub(crate) fn guarded<B, C, F>(
@@ -50,7 +50,8 @@ where
 {
     use futures::StreamExt;
     let ends_at = tokio::time::Instant::now() + lifetime;
-    let mut tick = tokio::time::interval(RECHECK);
+    // The first check one interval in: the request was authenticated a moment ago.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Some((body.boxed(), still_allowed, tick));
     futures::stream::unfold(start, move |open| async move {

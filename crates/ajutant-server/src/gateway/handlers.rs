@@ -244,7 +244,7 @@ async fn chat_completions(
     // Dropping the translated stream cancels the upstream call, as a client hanging up does.
     let guarded = crate::sse::guarded(
         sse_body(events, translator, disabled),
-        crate::identity::signed_in_check(&state, &context, &headers, &caller),
+        crate::identity::still_allowed(&state, &context, &headers, &caller, None),
         STREAM_LIFETIME,
         stream_ended,
     );

@@ -200,30 +200,23 @@ impl Gateway {
             Capability::Chat => "chat",
             Capability::Embeddings => "embeddings",
         };
-        match self.granted_groups(deployment) {
-            _ if !self.offers(deployment, capability) => Some(format!(
+        let registry = self.deployments.current();
+        let Some(found) = registry.get(deployment).filter(|d| d.offers(capability)) else {
+            return Some(format!(
                 "deployment `{deployment}` is not a deployment offering {offering}"
-            )),
-            Some(groups)
-                if !groups.is_empty() && !groups.iter().any(|g| editor.groups.contains(g)) =>
-            {
-                Some(format!(
-                    "deployment `{deployment}` is not granted to you; pick one you may call"
-                ))
-            }
-            Some(groups) if !scope.covered_by(&groups) => Some(format!(
+            ));
+        };
+        if !found.permits(editor) {
+            return Some(format!(
+                "deployment `{deployment}` is not granted to you; pick one you may call"
+            ));
+        }
+        if !scope.covered_by(&found.config.groups) {
+            return Some(format!(
                 "deployment `{deployment}` is not granted to everyone it would serve; pick one \
                  granted to all of the access groups"
-            )),
-            _ => None,
+            ));
         }
-    }
-
-    /// The groups granted `deployment` (empty: everyone signed in), if it exists now.
-    pub(crate) fn granted_groups(&self, deployment: &str) -> Option<Vec<String>> {
-        self.deployments
-            .current()
-            .get(deployment)
-            .map(|d| d.config.groups.clone())
+        None
     }
 }

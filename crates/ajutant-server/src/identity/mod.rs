@@ -12,6 +12,8 @@ mod cache;
 pub(crate) mod dev_idp;
 mod graph;
 mod provider;
+mod recheck;
+pub(crate) use recheck::still_allowed;
 pub(crate) mod refusals;
 pub(crate) mod routes;
 pub(crate) mod scim;
@@ -346,51 +348,6 @@ impl FromRequestParts<AppState> for Caller {
         let caller = authenticate(state, &context, parts).await?;
         parts.extensions.insert(caller.clone());
         Ok(caller)
-    }
-}
-
-/// Signs in again with the credential of a request that is still open (a stream): the same
-/// checks as a new request (a revoked key, an ended session, an expired token, a deprovisioned
-/// user all fail), without recording a key's use again. `None` when it no longer signs in the
-/// same principal; a refusal is recorded like any.
-pub(crate) async fn still_signed_in(
-    state: &AppState,
-    context: &RequestContext,
-    headers: &axum::http::HeaderMap,
-    principal_id: &str,
-) -> Option<Caller> {
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    parts.headers = headers.clone();
-    parts.extensions.insert(RecordsKeyUse);
-    authenticate(state, context, &parts)
-        .await
-        .ok()
-        .filter(|caller| caller.principal.id == principal_id)
-}
-
-/// A check for [`crate::sse::guarded`]: `Some("signed_out")` once the request's credential no
-/// longer signs in its caller.
-pub(crate) fn signed_in_check(
-    state: &AppState,
-    context: &RequestContext,
-    headers: &axum::http::HeaderMap,
-    caller: &Caller,
-) -> impl FnMut() -> futures::future::BoxFuture<'static, Option<&'static str>> + Send + 'static {
-    let (state, context, headers) = (state.clone(), context.clone(), headers.clone());
-    let principal = caller.principal.id.clone();
-    move || {
-        let (state, context, headers, principal) = (
-            state.clone(),
-            context.clone(),
-            headers.clone(),
-            principal.clone(),
-        );
-        Box::pin(async move {
-            still_signed_in(&state, &context, &headers, &principal)
-                .await
-                .is_none()
-                .then_some("signed_out")
-        })
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) async fn post_message(
         });
         // The answer is stored whatever happens to the stream; the stream itself ends when the
         // caller's credential does (and a little after the turn's own time limit).
-        let check = crate::identity::signed_in_check(&state, &context, &headers, &caller);
+        let check = crate::identity::still_allowed(&state, &context, &headers, &caller, None);
         let lifetime = timeout + Duration::from_secs(30);
         let response = crate::sse::response(crate::sse::guarded(
             body,

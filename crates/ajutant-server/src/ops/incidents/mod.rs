@@ -270,28 +270,8 @@ pub(crate) async fn stream(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     service::follow(&Guard::new(&state, &context, &caller)).await?;
-    let still_allowed = {
-        let state = state.clone();
-        let context = context.clone();
-        let principal = caller.principal.id.clone();
-        move || {
-            let (state, context, headers, principal) = (
-                state.clone(),
-                context.clone(),
-                headers.clone(),
-                principal.clone(),
-            );
-            async move {
-                let Some(caller) =
-                    crate::identity::still_signed_in(&state, &context, &headers, &principal).await
-                else {
-                    return Some("signed_out");
-                };
-                let guard = Guard::new(&state, &context, &caller);
-                (!service::may_follow(&guard).await).then_some("not_allowed")
-            }
-        }
-    };
+    let still_allowed =
+        crate::identity::still_allowed(&state, &context, &headers, &caller, Some(service::FOLLOW));
     let events = state.bus.subscribe();
     let ready = sse("ready", &json!({ "trace_id": context.trace_id }));
     let body = futures::stream::once(async move { Ok::<_, Infallible>(ready) }).chain(

@@ -186,17 +186,9 @@ pub(crate) async fn change(
 }
 
 /// Allows following the live feed of escalations, incidents and switches.
-/// Whether the caller may still follow the feed (recording nothing: checked every second).
-pub(crate) async fn may_follow(guard: &Guard<'_>) -> bool {
-    guard
-        .allows(&Action::HandleIncidents)
-        .await
-        .unwrap_or(false)
-}
+/// What following the live feed takes, when it opens and every second after.
+pub(crate) const FOLLOW: Action = Action::HandleIncidents;
 
 pub(crate) async fn follow(guard: &Guard<'_>) -> Result<(), ApiError> {
-    guard
-        .require(&Action::HandleIncidents, "escalations")
-        .await
-        .map(|_| ())
+    guard.require(&FOLLOW, "escalations").await.map(|_| ())
 }
